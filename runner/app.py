@@ -1,0 +1,48 @@
+"""What one Hydra job does: validate, run the pipeline, report one line on user errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import RunnerError
+from runner.pipeline import RunInfo, run_pipeline
+from runner.schema import validate
+
+log = logging.getLogger("runner")
+
+
+def _run_info() -> RunInfo:
+    if not HydraConfig.initialized():
+        return RunInfo()
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    choices = OmegaConf.to_container(hydra_cfg.runtime.choices)
+    name = f"job{hydra_cfg.job.num}" if hydra_cfg.mode.name == "MULTIRUN" else "run"
+    return RunInfo(
+        overrides=overrides,
+        output_dir=Path(hydra_cfg.runtime.output_dir),
+        run_name=name,
+        extra_tags={f"choice/{k}": str(v) for k, v in choices.items() if not k.startswith("hydra")},
+    )
+
+
+def main_task(cfg: DictConfig) -> Optional[float]:
+    """Run one job; print a single readable line and exit 2 on a user error."""
+    try:
+        validate(cfg)
+        summary = run_pipeline(cfg, _run_info())
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished work is kept in the stage cache; rerun the same command to resume", file=sys.stderr)
+        sys.exit(130)
+    metric = summary["metrics"].get(cfg.eval.optimize_metric)
+    log.info("done: MLflow run %s; open the UI with `make ui`", summary["run_id"])
+    return metric

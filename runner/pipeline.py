@@ -1,0 +1,239 @@
+"""Run the stages in order with a content-addressed cache and MLflow tracking."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner import tracking
+from runner.cache import CacheEntry, hash_file, hash_json, hash_source
+from runner.errors import ConfigError, TrackingError
+from runner.stage import StageContext, StageResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    module: str
+    config_keys: tuple[str, ...]
+    inputs: tuple[str, ...] = ()
+    resumable: bool = False
+    # extra content to hash into the key, e.g. the documents' bytes
+    fingerprint: Optional[Callable[[DictConfig, Path], Any]] = None
+
+
+def _document_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    from runner.stages.ingest import discover_documents
+
+    files, _ = discover_documents(cfg.ingest, root)
+    return [[str(path), hash_file(path)] for path in files]
+
+
+STAGES: tuple[StageSpec, ...] = (
+    StageSpec("ingest", "runner.stages.ingest", ("ingest",), fingerprint=_document_fingerprint),
+    StageSpec("chunk", "runner.stages.chunk", ("chunk", "index.embedding_model"), ("ingest",)),
+    StageSpec("index", "runner.stages.index", ("index",), ("chunk",)),
+)
+
+
+def stage_names() -> list[str]:
+    return [spec.name for spec in STAGES]
+
+
+def _select(cfg: DictConfig) -> list[StageSpec]:
+    if cfg.until is None:
+        return list(STAGES)
+    names = stage_names()
+    if cfg.until not in names:
+        raise ConfigError(f"until={cfg.until!r} is invalid: must be one of {', '.join(names)}")
+    return list(STAGES[: names.index(cfg.until) + 1])
+
+
+def _config_slice(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
+    selected = {}
+    for key in keys:
+        node = OmegaConf.select(cfg, key)
+        selected[key] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    return selected
+
+
+def stage_key(spec: StageSpec, cfg: DictConfig, root: Path, input_keys: dict[str, str]) -> str:
+    module = importlib.import_module(spec.module)
+    payload = {
+        "stage": spec.name,
+        "code": hash_source(module.__file__),
+        "config": _config_slice(cfg, spec.config_keys),
+        "inputs": input_keys,
+        "fingerprint": spec.fingerprint(cfg, root) if spec.fingerprint else None,
+    }
+    return hash_json(payload)
+
+
+@dataclass
+class StageOutcome:
+    spec: StageSpec
+    key: str
+    path: Path
+    cache_hit: bool
+    duration_s: float
+    result: StageResult
+
+
+def execute_stage(
+    spec: StageSpec,
+    cfg: DictConfig,
+    root: Path,
+    cache_dir: Path,
+    upstream: dict[str, StageOutcome],
+    log_metrics: Callable[[dict[str, float], Optional[int]], None],
+) -> StageOutcome:
+    """Run one stage, or restore it from the cache when its key already exists."""
+    input_keys = {name: upstream[name].key for name in spec.inputs}
+    key = stage_key(spec, cfg, root, input_keys)
+    entry = CacheEntry(cache_dir / spec.name, key)
+    started = time.perf_counter()
+    with entry.lock():
+        if entry.is_complete():
+            manifest = entry.read_manifest()
+            log.info("stage %-8s cached (key %s): skipping", spec.name, key)
+            result = StageResult(manifest["metrics"], manifest["artifacts"], manifest.get("summary", {}))
+            return StageOutcome(spec, key, entry.final_dir, True, time.perf_counter() - started, result)
+        work_dir = entry.prepare_partial(resume=spec.resumable)
+        log.info("stage %-8s running (key %s)", spec.name, key)
+        ctx = StageContext(
+            name=spec.name,
+            cfg=cfg,
+            root=root,
+            work_dir=work_dir,
+            inputs={name: upstream[name].path for name in spec.inputs},
+            log_metrics=log_metrics,
+        )
+        result = importlib.import_module(spec.module).run(cfg, ctx)
+        duration = time.perf_counter() - started
+        entry.commit(
+            {
+                "stage": spec.name,
+                "key": key,
+                "inputs": input_keys,
+                "config": _config_slice(cfg, spec.config_keys),
+                "metrics": result.metrics,
+                "artifacts": result.artifacts,
+                "summary": result.summary,
+                "duration_s": duration,
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+        )
+        log.info("stage %-8s done in %.1f s", spec.name, duration)
+        return StageOutcome(spec, key, entry.final_dir, False, duration, result)
+
+
+def preflight(cfg: DictConfig, root: Path) -> None:
+    """Checks that need the file system, done before any model is loaded."""
+    from runner.stages.ingest import discover_documents
+
+    discover_documents(cfg.ingest, root)  # raises ConfigError for a missing path
+
+
+@dataclass
+class RunInfo:
+    """What the Hydra job knows about itself, recorded with the run."""
+
+    overrides: list[str] = field(default_factory=list)
+    output_dir: Optional[Path] = None
+    run_name: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+def open_tracker(cfg: DictConfig, root: Path) -> Optional[tracking.Tracker]:
+    mlruns = root / cfg.paths.mlruns_dir
+    uri = tracking.resolve_tracking_uri(cfg.tracking.uri, mlruns)
+    try:
+        tracking.check_server(uri)
+    except TrackingError:
+        if cfg.tracking.required:
+            raise
+        local = tracking.default_tracking_uri(mlruns)
+        log.warning("MLflow server %s unreachable; tracking.required=false, logging to %s", uri, local)
+        uri = local
+    if uri.startswith("sqlite"):
+        mlruns.mkdir(parents=True, exist_ok=True)
+    return tracking.Tracker(uri, cfg.tracking.experiment, artifact_root=mlruns / "artifacts")
+
+
+def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, Any]:
+    """Run the selected stages; return a summary holding the metrics and the MLflow run id."""
+    info = info or RunInfo()
+    root = Path(cfg.paths.root).resolve()
+    cache_dir = root / cfg.paths.cache_dir
+    stages = _select(cfg)
+    preflight(cfg, root)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    config_hash = hash_json(resolved)
+
+    tracker = open_tracker(cfg, root)
+    tags = {
+        "git_commit": tracking.git_commit(root),
+        "config_hash": config_hash,
+        "overrides": " ".join(info.overrides)[: tracking.MAX_PARAM_CHARS],
+        **info.extra_tags,
+    }
+    run_id = tracker.start(info.run_name or "run", tags, parent_run_id=info.parent_run_id)
+    tracker.log_params(tracking.params_from_config(resolved))
+    log.info("MLflow run %s (tracking %s)", run_id, tracker.uri)
+
+    all_metrics: dict[str, float] = {}
+    outcomes: dict[str, StageOutcome] = {}
+
+    def log_step_metrics(metrics: dict[str, float], step: Optional[int] = None) -> None:
+        tracker.log_metrics(metrics, step=step)
+
+    status = "FAILED"
+    try:
+        for spec in stages:
+            outcome = execute_stage(spec, cfg, root, cache_dir, outcomes, log_step_metrics)
+            outcomes[spec.name] = outcome
+            stage_metrics = {f"{spec.name}/{k}": v for k, v in outcome.result.metrics.items()}
+            stage_metrics[f"pipeline/{spec.name}/duration_s"] = outcome.duration_s
+            stage_metrics[f"pipeline/{spec.name}/cache_hit"] = float(outcome.cache_hit)
+            tracker.log_metrics(stage_metrics)
+            all_metrics.update(stage_metrics)
+            tracker.set_tags({f"stage_key/{spec.name}": outcome.key})
+            if cfg.tracking.log_artifacts:
+                for name in outcome.result.artifacts:
+                    tracker.log_artifact(outcome.path / name, artifact_path=spec.name)
+        hits = sum(o.cache_hit for o in outcomes.values())
+        tracker.log_metrics({"pipeline/cache_hits": hits, "pipeline/stages_run": len(outcomes) - hits})
+        all_metrics["pipeline/cache_hits"] = float(hits)
+        _log_run_files(tracker, info)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracker.end(status)
+
+    return {
+        "run_id": run_id,
+        "metrics": all_metrics,
+        "stages": {name: {"key": o.key, "path": str(o.path), "cache_hit": o.cache_hit} for name, o in outcomes.items()},
+        "config_hash": config_hash,
+    }
+
+
+def _log_run_files(tracker: tracking.Tracker, info: RunInfo) -> None:
+    if info.output_dir is None:
+        return
+    hydra_dir = info.output_dir / ".hydra"
+    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+        tracker.log_artifact(hydra_dir / name, artifact_path="config")
+
+

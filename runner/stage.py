@@ -1,0 +1,35 @@
+"""The contract between the pipeline and a stage: ``run(cfg, ctx) -> StageResult``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from omegaconf import DictConfig
+
+
+@dataclass
+class StageResult:
+    """What a stage returns: numbers for MLflow and files (relative to its folder) to log."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may touch: its own work folder and its inputs' folders."""
+
+    name: str
+    cfg: DictConfig
+    root: Path
+    work_dir: Path
+    inputs: dict[str, Path]
+    log_metrics: Callable[[dict[str, float], Optional[int]], None] = lambda metrics, step=None: None
+
+    def path(self, value: str | Path) -> Path:
+        """Resolve a user path against the project root."""
+        candidate = Path(value).expanduser()
+        return candidate if candidate.is_absolute() else (self.root / candidate)

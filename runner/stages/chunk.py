@@ -1,0 +1,77 @@
+"""Chunk: split each page into overlapping chunks (characters or embedding-model tokens).
+
+Splitting is done by semantic-text-splitter, which prefers paragraph, then sentence,
+then word boundaries, so chunks rarely cut a sentence in half. Chunks never cross
+pages, so every chunk keeps an exact (document, page) citation.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from runner.jsonl import read_jsonl, write_jsonl
+from runner.models import resolve_embedding_model
+from runner.stage import StageContext, StageResult
+from runner.stages.ingest import PAGES_FILE
+
+log = logging.getLogger(__name__)
+
+CHUNKS_FILE = "chunks.jsonl"
+
+
+def make_splitter(chunk_cfg: Any, embedding_model: str, root: Path):
+    from semantic_text_splitter import TextSplitter
+
+    if chunk_cfg.unit == "chars":
+        return TextSplitter(chunk_cfg.size, overlap=chunk_cfg.overlap)
+    from tokenizers import Tokenizer
+
+    tokenizer_file = Path(resolve_embedding_model(embedding_model, root)) / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    return TextSplitter.from_huggingface_tokenizer(tokenizer, chunk_cfg.size, overlap=chunk_cfg.overlap)
+
+
+def split_pages(pages: list[dict[str, Any]], splitter: Any) -> list[dict[str, Any]]:
+    """Split pages into chunk records with stable ids in reading order."""
+    chunks: list[dict[str, Any]] = []
+    for page in tqdm(pages, desc="chunk", unit="page"):
+        for text in splitter.chunks(page["text"]):
+            text = text.strip()
+            if not text:
+                continue
+            chunks.append(
+                {
+                    "chunk_id": f"c{len(chunks):05d}",
+                    "doc_id": page["doc_id"],
+                    "source": page["source"],
+                    "page": page["page"],
+                    "text": text,
+                }
+            )
+    return chunks
+
+
+def load_chunks(stage_dir: Path) -> list[dict[str, Any]]:
+    return read_jsonl(stage_dir / CHUNKS_FILE)
+
+
+def run(cfg: Any, ctx: StageContext) -> StageResult:
+    """Write ``chunks.jsonl``: one record per chunk with its document and page."""
+    pages = read_jsonl(ctx.inputs["ingest"] / PAGES_FILE)
+    splitter = make_splitter(cfg.chunk, cfg.index.embedding_model, ctx.root)
+    chunks = split_pages(pages, splitter)
+    write_jsonl(ctx.work_dir / CHUNKS_FILE, chunks)
+    lengths = [len(c["text"]) for c in chunks]
+    log.info("%d pages -> %d chunks (mean %.0f chars)", len(pages), len(chunks), sum(lengths) / max(1, len(lengths)))
+    return StageResult(
+        metrics={
+            "chunks": len(chunks),
+            "mean_chars": sum(lengths) / max(1, len(lengths)),
+            "max_chars": max(lengths, default=0),
+        },
+        artifacts=[CHUNKS_FILE],
+    )

@@ -1,0 +1,65 @@
+"""Index: dense embeddings in FAISS plus a BM25 corpus over the same chunk ids.
+
+FAISS is saved with its own writer; BM25 is stored as its tokenized corpus (JSON)
+and rebuilt on load, so nothing in the cache is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from runner.cache import write_json_atomic
+from runner.models import load_embedder
+from runner.retrieval import BM25_FILE, FAISS_FILE, META_FILE, tokenize
+from runner.stage import StageContext, StageResult
+from runner.stages.chunk import load_chunks
+
+log = logging.getLogger(__name__)
+
+
+def embed_texts(texts: list[str], index_cfg: Any, root: Any, show_progress: bool = True) -> np.ndarray:
+    model = load_embedder(index_cfg.embedding_model, root, index_cfg.device)
+    vectors = model.encode(
+        texts,
+        batch_size=index_cfg.batch_size,
+        normalize_embeddings=index_cfg.normalize,
+        show_progress_bar=show_progress,
+        convert_to_numpy=True,
+    )
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def run(cfg: Any, ctx: StageContext) -> StageResult:
+    """Embed every chunk into a FAISS inner-product index and store the BM25 corpus."""
+    import faiss
+
+    chunks = load_chunks(ctx.inputs["chunk"])
+    texts = [c["text"] for c in chunks]
+    started = time.perf_counter()
+    vectors = embed_texts(texts, cfg.index, ctx.root)
+    embed_s = time.perf_counter() - started
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    faiss.write_index(index, str(ctx.work_dir / FAISS_FILE))
+    write_json_atomic(ctx.work_dir / BM25_FILE, {"chunk_ids": [c["chunk_id"] for c in chunks], "tokens": [tokenize(t) for t in texts]})
+    write_json_atomic(
+        ctx.work_dir / META_FILE,
+        {
+            "embedding_model": cfg.index.embedding_model,
+            "dim": int(vectors.shape[1]),
+            "normalize": cfg.index.normalize,
+            "count": len(chunks),
+            "bm25_k1": cfg.index.bm25_k1,
+            "bm25_b": cfg.index.bm25_b,
+        },
+    )
+    rate = len(chunks) / embed_s if embed_s else 0.0
+    log.info("indexed %d chunks (dim %d), %.1f chunks/s", len(chunks), vectors.shape[1], rate)
+    return StageResult(
+        metrics={"chunks": len(chunks), "dim": int(vectors.shape[1]), "embed_chunks_per_s": rate},
+        artifacts=[META_FILE],
+    )

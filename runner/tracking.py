@@ -1,0 +1,126 @@
+"""MLflow tracking: one run per Hydra job, resolved config as params, metrics per stage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from runner.errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+MAX_PARAM_CHARS = 6000
+SECRET_HINTS = ("api_key", "token", "password", "secret")
+
+
+def default_tracking_uri(mlruns_dir: Path) -> str:
+    return f"sqlite:///{mlruns_dir.resolve() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(configured: Optional[str], mlruns_dir: Path) -> str:
+    """Config value first, then $MLFLOW_TRACKING_URI, then a local SQLite store."""
+    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(mlruns_dir)
+
+
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested mappings to ``a/b/c`` keys (MLflow params)."""
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, prefix=f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def params_from_config(config: Mapping[str, Any]) -> dict[str, str]:
+    """Config as MLflow params: flattened, secrets masked, long values cut to MLflow's limit."""
+    params = {}
+    for key, value in flatten(config).items():
+        text = "null" if value is None else str(value)
+        if any(hint in key.lower() for hint in SECRET_HINTS) and not key.endswith("_env") and value:
+            text = "***"
+        params[key] = text[:MAX_PARAM_CHARS]
+    return params
+
+
+def check_server(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast when a remote tracking server does not answer."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            if response.status >= 400:
+                raise TrackingError(f"MLflow server {uri} answered HTTP {response.status} on /health")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix "
+            "MLFLOW_TRACKING_URI / tracking.uri, or set tracking.required=false to log locally"
+        ) from None
+
+
+def git_commit(cwd: Path) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Tracker:
+    """Thin wrapper over the MLflow fluent API that owns one run."""
+
+    def __init__(self, uri: str, experiment: str, artifact_root: Optional[Path] = None):
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        self.mlflow = mlflow
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        client = mlflow.tracking.MlflowClient()
+        if client.get_experiment_by_name(experiment) is None:
+            location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
+            try:
+                client.create_experiment(experiment, artifact_location=location)
+            except Exception:  # noqa: BLE001 - another job created it first
+                if client.get_experiment_by_name(experiment) is None:
+                    raise
+        mlflow.set_experiment(experiment)
+        self.run_id: Optional[str] = None
+
+    def start(self, run_name: str, tags: Mapping[str, str], parent_run_id: Optional[str] = None) -> str:
+        run = self.mlflow.start_run(run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id)
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        self.mlflow.log_params(dict(params))
+
+    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numeric:
+            self.mlflow.log_metrics(numeric, step=step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.mlflow.set_tags(dict(tags))
+
+    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+        if path.is_dir():
+            self.mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+        elif path.exists():
+            self.mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self.run_id is not None:
+            self.mlflow.end_run(status=status)
+            self.run_id = None
