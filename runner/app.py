@@ -43,6 +43,15 @@ def main_task(cfg: DictConfig) -> Optional[float]:
     except KeyboardInterrupt:
         print("interrupted: finished work is kept in the stage cache; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)
-    metric = summary["metrics"].get(cfg.eval.optimize_metric)
-    log.info("done: MLflow run %s; open the UI with `make ui`", summary["run_id"])
-    return metric
+    print_summary(summary)
+    return summary["metrics"].get(cfg.eval.optimize_metric)
+
+
+def print_summary(summary: dict) -> None:
+    """The end-of-run console summary: base vs tuned per eval set, then where to look."""
+    from runner.stages.evaluate import format_table
+
+    eval_metrics = {k[len("eval/"):]: v for k, v in summary["metrics"].items() if k.startswith("eval/")}
+    if eval_metrics:
+        print("\n" + format_table(eval_metrics))
+    print(f"\nMLflow run {summary['run_id']} - open the UI with `make ui` (http://127.0.0.1:5000)")

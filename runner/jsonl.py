@@ -62,11 +62,22 @@ class JsonlAppender:
 
 
 def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line left without its newline by a crash, so appends start clean."""
+    """Cut a last line left without its newline by a crash, so appends start clean.
+
+    A last line that is complete JSON (a hand-edited file without a final newline)
+    is what ``iter_jsonl`` reads, so it is kept and only given its newline.
+    """
     if not path.exists() or path.stat().st_size == 0:
         return
     data = path.read_bytes()
     if data.endswith(b"\n"):
         return
-    with open(path, "r+b") as handle:
-        handle.truncate(data.rfind(b"\n") + 1)
+    cut = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[cut:])
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        return
+    with open(path, "ab") as handle:
+        handle.write(b"\n")

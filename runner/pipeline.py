@@ -37,10 +37,42 @@ def _document_fingerprint(cfg: DictConfig, root: Path) -> Any:
     return [[str(path), hash_file(path)] for path in files]
 
 
+def _probes_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    if not cfg.eval.probes:
+        return None
+    path = Path(cfg.eval.probes)
+    path = path if path.is_absolute() else root / path
+    return hash_file(path) if path.is_file() else None
+
+
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("ingest", "runner.stages.ingest", ("ingest",), fingerprint=_document_fingerprint),
     StageSpec("chunk", "runner.stages.chunk", ("chunk", "index.embedding_model"), ("ingest",)),
     StageSpec("index", "runner.stages.index", ("index",), ("chunk",)),
+    StageSpec("generate", "runner.stages.generate", ("generate", "prompts", "llm", "model"), ("chunk",), resumable=True),
+    StageSpec(
+        "curate",
+        "runner.stages.curate",
+        ("curate", "index.embedding_model", "prompts.fact_examples", "generate.topic"),
+        ("generate", "index", "chunk"),
+    ),
+    StageSpec(
+        "answer",
+        "runner.stages.answer",
+        ("answer", "retriever", "prompts", "llm", "model", "generate.topic", "index.embedding_model"),
+        ("curate", "index", "chunk"),
+        resumable=True,
+    ),
+    StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer",)),
+    StageSpec("prepare_model", "runner.stages.prepare_model", ("model", "train.quantize")),
+    StageSpec("train", "runner.stages.train", ("train", "model", "dataset.format"), ("dataset", "prepare_model"), resumable=True),
+    StageSpec(
+        "eval",
+        "runner.stages.evaluate",
+        ("eval", "model", "llm", "index.embedding_model"),
+        ("answer", "dataset", "train"),
+        fingerprint=_probes_fingerprint,
+    ),
 )
 
 
@@ -104,7 +136,9 @@ def execute_stage(
         if entry.is_complete():
             manifest = entry.read_manifest()
             log.info("stage %-8s cached (key %s): skipping", spec.name, key)
-            result = StageResult(manifest["metrics"], manifest["artifacts"], manifest.get("summary", {}))
+            result = StageResult(
+                manifest["metrics"], manifest["artifacts"], manifest.get("summary", {}), manifest.get("datasets", {}), manifest.get("tables", {})
+            )
             return StageOutcome(spec, key, entry.final_dir, True, time.perf_counter() - started, result)
         work_dir = entry.prepare_partial(resume=spec.resumable)
         log.info("stage %-8s running (key %s)", spec.name, key)
@@ -127,6 +161,8 @@ def execute_stage(
                 "metrics": result.metrics,
                 "artifacts": result.artifacts,
                 "summary": result.summary,
+                "datasets": result.datasets,
+                "tables": result.tables,
                 "duration_s": duration,
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
@@ -210,6 +246,10 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
             if cfg.tracking.log_artifacts:
                 for name in outcome.result.artifacts:
                     tracker.log_artifact(outcome.path / name, artifact_path=spec.name)
+            for artifact_file, name in outcome.result.tables.items():
+                tracker.log_table(outcome.path / name, artifact_file)
+            for context, name in outcome.result.datasets.items():
+                tracker.log_dataset(outcome.path / name, context=context, name=f"{spec.name}-{context}-{outcome.key}")
         hits = sum(o.cache_hit for o in outcomes.values())
         tracker.log_metrics({"pipeline/cache_hits": hits, "pipeline/stages_run": len(outcomes) - hits})
         all_metrics["pipeline/cache_hits"] = float(hits)

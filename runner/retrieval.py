@@ -26,7 +26,10 @@ def weighted_rrf(rankings: Sequence[Sequence[int]], weights: Sequence[float], c:
     for ranking, weight in zip(rankings, weights):
         for rank, doc in enumerate(ranking, start=1):
             scores[doc] = scores.get(doc, 0.0) + weight / (c + rank)
-    order = {doc: i for i, doc in enumerate(d for ranking in rankings for d in ranking)}
+    order: dict[int, int] = {}
+    for ranking in rankings:
+        for doc in ranking:
+            order.setdefault(doc, len(order))
     return sorted(scores, key=lambda doc: (-scores[doc], order[doc]))
 
 

@@ -102,6 +102,8 @@ class LLMConfig:
     timeout_s: float = 120.0
     max_retries: int = 4
     retry_backoff_s: float = 1.0
+    # how a JSON schema is sent to an OpenAI-compatible server: json_object (+schema, llama.cpp style) | json_schema | none
+    response_format: str = "json_object"
 
 
 @dataclass
@@ -145,6 +147,24 @@ class CurateConfig:
     dedup_threshold: float = 0.92
     specificity_k: int = 5
     specificity_gate: bool = True
+
+
+@dataclass
+class AnswerConfig:
+    max_tokens: int = 96
+    temperature: float = 0.0
+    # fact-anchored questions: an answer holding none of the fact's key terms is dropped or regenerated
+    grounding: str = "regenerate"  # off | drop | regenerate
+    # fact-anchored questions: put the question's own fact sentence at the top of the retrieved context
+    include_fact: bool = True
+    regenerate_attempts: int = 1
+    min_chars: int = 8
+    refusal_patterns: list[str] = field(
+        default_factory=lambda: [
+            r"\b(i (do not|don't) know|cannot (answer|find)|not (mentioned|provided|specified) in the context)\b",
+            r"\bas an ai\b",
+        ]
+    )
 
 
 @dataclass
@@ -225,6 +245,7 @@ class RunConfig:
     prompts: PromptsConfig = field(default_factory=PromptsConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     curate: CurateConfig = field(default_factory=CurateConfig)
+    answer: AnswerConfig = field(default_factory=AnswerConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -252,6 +273,8 @@ _CHOICES = {
     "train.lr_schedule": ("constant", "cosine"),
     "eval.engine": ("llama_cpp", "framework"),
     "eval.judge.backend": ("llama_cpp", "openai"),
+    "llm.response_format": ("json_object", "json_schema", "none"),
+    "answer.grounding": ("off", "drop", "regenerate"),
 }
 
 
@@ -356,6 +379,9 @@ def validate(cfg: Any) -> None:
     _check(cfg.curate.specificity_k > 0, "curate.specificity_k", cfg.curate.specificity_k, "must be > 0")
 
     _check_prompt_placeholders(cfg.prompts)
+    _check(cfg.answer.max_tokens > 0, "answer.max_tokens", cfg.answer.max_tokens, "must be > 0")
+    _check(cfg.answer.max_tokens < cfg.llm.n_ctx, "answer.max_tokens", cfg.answer.max_tokens, f"must be < llm.n_ctx ({cfg.llm.n_ctx})")
+    _check(cfg.answer.regenerate_attempts >= 0, "answer.regenerate_attempts", cfg.answer.regenerate_attempts, "must be >= 0")
 
     _check(0.0 < cfg.dataset.valid_fraction < 1.0, "dataset.valid_fraction", cfg.dataset.valid_fraction, "must be in (0, 1)")
 

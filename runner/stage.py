@@ -16,6 +16,10 @@ class StageResult:
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    # MLflow dataset inputs: context ("training", "validation", ...) -> file in the stage folder
+    datasets: dict[str, str] = field(default_factory=dict)
+    # MLflow tables (browsable in the UI): artifact file name -> JSONL file in the stage folder
+    tables: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

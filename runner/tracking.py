@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ from runner.errors import TrackingError
 log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000
+_INVALID_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
 SECRET_HINTS = ("api_key", "token", "password", "secret")
 
 
@@ -48,6 +50,11 @@ def params_from_config(config: Mapping[str, Any]) -> dict[str, str]:
             text = "***"
         params[key] = text[:MAX_PARAM_CHARS]
     return params
+
+
+def metric_name(key: str) -> str:
+    """MLflow allows only [A-Za-z0-9_-. :/] in metric names: ``hit@5`` becomes ``hit_at_5``."""
+    return _INVALID_METRIC_CHARS.sub("_", key.replace("@", "_at_"))
 
 
 def check_server(uri: str, timeout_s: float = 5.0) -> None:
@@ -107,7 +114,9 @@ class Tracker:
         self.mlflow.log_params(dict(params))
 
     def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            metric_name(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         if numeric:
             self.mlflow.log_metrics(numeric, step=step)
 
@@ -119,6 +128,22 @@ class Tracker:
             self.mlflow.log_artifacts(str(path), artifact_path=artifact_path)
         elif path.exists():
             self.mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def log_dataset(self, path: Path, context: str, name: str) -> None:
+        """Record a JSONL file as a run input (the run's Datasets panel in the UI)."""
+        import pandas as pd
+        import mlflow.data
+
+        frame = pd.read_json(path, lines=True) if path.stat().st_size else pd.DataFrame()
+        dataset = mlflow.data.from_pandas(frame, source=str(path), name=name)
+        self.mlflow.log_input(dataset, context=context)
+
+    def log_table(self, path: Path, artifact_file: str) -> None:
+        """A JSONL file as an MLflow table (browsable and comparable in the UI)."""
+        import pandas as pd
+
+        frame = pd.read_json(path, lines=True) if path.stat().st_size else pd.DataFrame()
+        self.mlflow.log_table(data=frame, artifact_file=artifact_file)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:

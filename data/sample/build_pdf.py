@@ -64,6 +64,29 @@ class ManualPDF(FPDF):
         self.set_text_color(0, 0, 0)
 
 
+def _words(text: str) -> list[list[tuple[bool, str]]]:
+    """Split text into words; each word is a list of (is_code, piece) runs.
+
+    A word is a run of non-space characters (with its leading whitespace) and
+    may span a font change, e.g. "`relay.toml`," is one word made of a code
+    piece and a "," piece, so the punctuation never wraps away from the code.
+    """
+    words: list[list[tuple[bool, str]]] = []
+    current: list[tuple[bool, str]] = []
+    for i, part in enumerate(text.split("`")):
+        is_code = bool(i % 2)
+        for chunk in re.findall(r"\s+|\S+", part):
+            if chunk.isspace():
+                if current:
+                    words.append(current)
+                current = [(is_code, " ")]
+            else:
+                current.append((is_code, chunk))
+    if current:
+        words.append(current)
+    return words
+
+
 def write_inline(pdf: FPDF, text: str, style: str = "", size: float = BODY_SIZE) -> None:
     """Write flowing text, switching to Courier for `inline code` spans.
 
@@ -71,22 +94,32 @@ def write_inline(pdf: FPDF, text: str, style: str = "", size: float = BODY_SIZE)
     config key) moves to the next line as a whole instead of being split
     mid-word by FPDF.write(), which would corrupt it in the extracted text.
     """
-    right = pdf.w - pdf.r_margin
-    for i, part in enumerate(text.split("`")):
-        if not part:
-            continue
-        if i % 2:  # inside backticks
+
+    def use(is_code: bool) -> None:
+        if is_code:
             pdf.set_font(CODE_FONT, "", size)
         else:
             pdf.set_font(BODY_FONT, style, size)
-        for word in re.findall(r"\s*\S+|\s+", part):
-            if pdf.get_x() + pdf.get_string_width(word) > right and pdf.get_x() > pdf.l_margin + 0.5:
-                pdf.ln(LINE_H)
-                word = word.lstrip()
-                if not word:
-                    continue
-            pdf.write(LINE_H, word)
-    pdf.set_font(BODY_FONT, style, size)
+
+    def width(runs: list[tuple[bool, str]]) -> float:
+        total = 0.0
+        for is_code, piece in runs:
+            use(is_code)
+            total += pdf.get_string_width(piece)
+        return total
+
+    right = pdf.w - pdf.r_margin - 2 * pdf.c_margin - 0.5
+    for runs in _words(text):
+        if pdf.get_x() + width(runs) > right and pdf.get_x() > pdf.l_margin + 0.5:
+            pdf.ln(LINE_H)
+            if runs and runs[0][1] == " ":
+                runs = runs[1:]
+        elif pdf.get_x() <= pdf.l_margin + 0.5 and runs and runs[0][1] == " ":
+            runs = runs[1:]
+        for is_code, piece in runs:
+            use(is_code)
+            pdf.write(LINE_H, piece)
+    use(False)
 
 
 def ensure_space(pdf: FPDF, needed: float) -> None:

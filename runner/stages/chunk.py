@@ -32,6 +32,10 @@ def make_splitter(chunk_cfg: Any, embedding_model: str, root: Path):
 
     tokenizer_file = Path(resolve_embedding_model(embedding_model, root)) / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    # tokenizer.json may pad/truncate every text to a fixed length (all-MiniLM: 128),
+    # which would make every piece measure the same; count real tokens instead
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
     return TextSplitter.from_huggingface_tokenizer(tokenizer, chunk_cfg.size, overlap=chunk_cfg.overlap)
 
 

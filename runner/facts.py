@@ -1,0 +1,138 @@
+"""Deterministic text analysis shared by generation, curation, answering and evaluation.
+
+- ``split_sentences`` / ``extract_facts``: pick salient, self-contained sentences from a chunk
+  (numbers, identifiers, commands, paths, defaults, limits), rejecting headings and table debris.
+- ``key_terms``: the checkable tokens of a text (numbers, identifiers, commands), used for
+  the answer grounding check and the probe fact-recall metric.
+- ``content_terms``: lower-cased content words, used by the specificity gate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
+_BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+_NUMBER = re.compile(r"\b\d+(?:[.,:]\d+)*(?:\s?(?:%|ms|s|MB|MiB|GB|GiB|KB|KiB|h|min|days?|hours?|seconds?|minutes?))?\b")
+# tokens carrying a digit, an inner separator, CamelCase or an upper-case code: QSR-4012, max_conn, /etc/x.conf, --profile
+_IDENTIFIER = re.compile(
+    r"(?:--?[a-z][\w-]*)"
+    r"|(?:/[\w.-]+(?:/[\w.-]+)+)"
+    r"|(?:\b[A-Za-z]+[\w]*[-_.][\w.-]*\w\b)"
+    r"|(?:\b[A-Z]{2,}[A-Z0-9]*\b)"
+    r"|(?:\b[a-z]+[A-Z]\w*\b)"
+)
+# numbered section headings ("7.2 The QFL Filter Language") and short title-like lines
+_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?\s+[A-Z][^.!?]{0,70}|[A-Z][A-Za-z0-9 ,/&()-]{0,60}[A-Za-z)])$")
+_FACT_CUES = re.compile(
+    r"\b(default|defaults|maximum|minimum|max|min|limit|at most|at least|up to|must|required|"
+    r"listens|port|timeout|retries|retry|version|introduced|deprecated|changed|error|code|command|"
+    r"flag|option|environment variable|path|file|directory|set to|between|exceeds|only)\b",
+    re.IGNORECASE,
+)
+_STOPWORDS = frozenset(
+    """a an the and or but if then else of to in on at by for with from as is are was were be been being it its this
+    that these those there their what which who whom whose when where why how do does did can could should would will
+    shall may might must not no yes than too very so such into over under about after before between through during
+    any each every all both few more most other some own same only just also you your we our they them he she his her
+    i me my use used using set sets get gets does list is there""".split()
+)
+
+
+@dataclass(frozen=True)
+class Fact:
+    text: str
+    score: float
+    position: int  # order in the chunk
+
+
+def normalize_whitespace(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a chunk; bullet items and blank-line blocks are their own units."""
+    units: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        if block:
+            units.extend(s.strip() for s in _SENTENCE_END.split(normalize_whitespace(" ".join(block))) if s.strip())
+            block.clear()
+
+    for line in text.splitlines():
+        if not line.strip():
+            flush()
+        elif _HEADING.match(line.strip()):
+            flush()  # a heading is never part of the sentence that follows it
+        elif _BULLET.match(line):
+            flush()
+            block.append(_BULLET.sub("", line))
+        else:
+            block.append(line)
+    flush()
+    return units
+
+
+def key_terms(text: str) -> set[str]:
+    """Numbers and identifiers in ``text``, lower-cased, trailing punctuation removed."""
+    terms = {m.group(0) for m in _NUMBER.finditer(text)}
+    terms |= {m.group(0) for m in _IDENTIFIER.finditer(text)}
+    terms |= set(numbers_in(text))
+    cleaned = {t.strip(".,;:()'\"`").lower() for t in terms}
+    return {t for t in cleaned if len(t) >= 1 and t not in _STOPWORDS and not (t.isdigit() and len(t) == 1 and t in "01")}
+
+
+def numbers_in(text: str) -> list[str]:
+    """Bare numbers with thousands separators removed: "1,024 MiB" -> ["1024"]."""
+    return [n.replace(",", "") for n in re.findall(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?", text)]
+
+
+def content_terms(text: str) -> set[str]:
+    words = re.findall(r"[A-Za-z][\w-]*|\d[\w.-]*", text.lower())
+    return {w for w in words if w not in _STOPWORDS and len(w) > 2}
+
+
+def _is_debris(sentence: str) -> bool:
+    letters = sum(ch.isalpha() for ch in sentence)
+    if letters < 0.55 * len(sentence):
+        return True  # tables, numbers-only rows, code dumps
+    if sentence.count("|") >= 2 or "  " in sentence.strip():
+        return True
+    if not sentence.rstrip().endswith((".", "!", ")", '"', "'")):
+        return True  # headings, captions and cut-off fragments carry no closing punctuation
+    if not (sentence[0].isupper() or sentence[0] in "`\"'(" or sentence[0].isdigit()):
+        return True  # starts mid-sentence: the chunk overlap cut it
+    words = sentence.split()
+    if len(words) < 6:
+        return True
+    return False
+
+
+def fact_score(sentence: str) -> float:
+    """How checkable a sentence is: numbers and identifiers count most, cue words a little."""
+    numbers = len(_NUMBER.findall(sentence))
+    identifiers = len(_IDENTIFIER.findall(sentence))
+    cues = len(_FACT_CUES.findall(sentence))
+    return 2.0 * min(numbers, 3) + 1.5 * min(identifiers, 3) + 0.5 * min(cues, 3)
+
+
+def extract_facts(text: str, max_facts: int, min_chars: int = 40, max_chars: int = 320) -> list[Fact]:
+    """The ``max_facts`` most checkable sentences of ``text``, in reading order."""
+    candidates = []
+    for position, sentence in enumerate(split_sentences(text)):
+        if not (min_chars <= len(sentence) <= max_chars) or _is_debris(sentence):
+            continue
+        score = fact_score(sentence)
+        if score >= 2.0:
+            candidates.append(Fact(sentence, score, position))
+    best = sorted(candidates, key=lambda f: (-f.score, f.position))[:max_facts]
+    return sorted(best, key=lambda f: f.position)
+
+
+def fallback_facts(text: str, max_facts: int) -> list[Fact]:
+    """When no sentence is checkable, the longest clean sentences still anchor a question."""
+    sentences = [s for s in split_sentences(text) if 40 <= len(s) <= 320 and not _is_debris(s)]
+    ranked = sorted(enumerate(sentences), key=lambda item: -len(item[1]))[:max_facts]
+    return [Fact(s, 0.0, i) for i, s in sorted(ranked)]

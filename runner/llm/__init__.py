@@ -1,0 +1,26 @@
+"""LLM backends selected by ``llm.backend``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from runner.errors import ConfigError
+from runner.llm.base import LLM, ChatRequest, ChatResponse
+
+
+def create_llm(llm_cfg: Any, model_cfg: Any, root: Path, lora_path: Path | None = None) -> LLM:
+    """Build the configured backend; nothing is loaded before this is called."""
+    if llm_cfg.backend == "llama_cpp":
+        from runner.llm.llama_cpp import LlamaCppLLM
+        from runner.models import resolve_gguf
+
+        return LlamaCppLLM(resolve_gguf(model_cfg.gguf_path, root), llm_cfg, lora_path=lora_path, chat_format=model_cfg.chat_format)
+    if llm_cfg.backend == "openai":
+        from runner.llm.openai_compat import OpenAICompatLLM
+
+        return OpenAICompatLLM(llm_cfg)
+    raise ConfigError(f"llm.backend={llm_cfg.backend!r} is invalid: must be one of llama_cpp, openai")
+
+
+__all__ = ["LLM", "ChatRequest", "ChatResponse", "create_llm"]

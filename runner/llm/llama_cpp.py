@@ -1,0 +1,476 @@
+"""llama.cpp backend: the model's own chat template, JSON-schema grammars, and batched decoding.
+
+``chat`` runs one request through llama-cpp-python's high-level ``Llama``. ``chat_many`` with
+``llm.parallel > 1`` decodes up to ``parallel`` sequences together in a second, low-level context
+that shares the same weights: each sequence has its own slot (``seq_id``), its own sampler chain
+(grammar included) and, when it finishes, its slot takes the next pending request while the
+others keep decoding (continuous batching). A slot keeps the KV cells of the prompt prefix it
+shares with its next request (e.g. the system prompt), so that prefix is not evaluated again.
+
+Not thread-safe: use one instance from one thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from runner.errors import ConfigError
+from runner.llm.base import ChatRequest, ChatResponse
+
+log = logging.getLogger(__name__)
+
+# same truncation as llama-cpp-python's high-level sampler, so both paths sample alike
+_TOP_K = 40
+_MIN_P = 0.05
+
+
+@dataclass
+class _Prepared:
+    """A request turned into what the decoder needs."""
+
+    tokens: list[int]
+    stop: list[str]
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    grammar: Optional[str]
+
+
+@dataclass
+class _Job:
+    position: int
+    prep: _Prepared
+    sampler: Any
+    started: float
+    fed: int = 0  # prompt tokens already in the KV cache
+    pending: Optional[int] = None  # sampled token not yet decoded
+    out_index: Optional[int] = None  # row of this job's logits in the current batch
+    completion: list[int] = field(default_factory=list)
+    text: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class _Slot:
+    seq_id: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV cells this sequence holds
+    job: Optional[_Job] = None
+
+
+class _RequestError(Exception):
+    """A request that cannot run; it becomes an error response."""
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _find_stop(text: str, stops: Sequence[str]) -> int:
+    """Index of the earliest stop string in ``text``, or -1."""
+    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    return min(hits) if hits else -1
+
+
+class LlamaCppLLM:
+    """In-process llama.cpp model (GGUF), optionally with a GGUF LoRA adapter."""
+
+    def __init__(self, model_path: Path | str, llm_cfg: Any, lora_path: Path | str | None = None, chat_format: str | None = None):
+        import llama_cpp
+
+        self._lc = llama_cpp
+        self.cfg = llm_cfg
+        self.model_path = Path(model_path)
+        self.n_threads = int(llm_cfg.n_threads or os.cpu_count() or 1)
+        self.parallel = int(llm_cfg.parallel)
+        self.name = f"llama_cpp:{self.model_path.stem}" + (f"+lora:{Path(lora_path).stem}" if lora_path else "")
+        # rope_freq_base is left at its default 0 so the GGUF's own value is used
+        self._llama = llama_cpp.Llama(
+            model_path=str(self.model_path),
+            n_ctx=llm_cfg.n_ctx,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            n_batch=llm_cfg.n_batch,
+            n_gpu_layers=llm_cfg.n_gpu_layers,
+            seed=llm_cfg.seed,
+            lora_path=str(lora_path) if lora_path else None,
+            verbose=False,
+        )
+        self._vocab = self._llama._model.vocab
+        self._formatter, template_source = self._make_formatter(chat_format)
+        self._pieces: dict[int, bytes] = {}
+        self._grammars: dict[str, str] = {}
+        self._ctx: Any = None  # low-level batched context, made on first use
+        self._batch: Any = None
+        self._slots: list[_Slot] = []
+        self._busy = False
+        self.stats: dict[str, float] = {
+            "prompt_tokens": 0,
+            "prompt_tokens_cached": 0,
+            "completion_tokens": 0,
+            "seconds": 0.0,
+            "requests": 0,
+            "errors": 0,
+        }
+        log.info(
+            "loaded %s (n_ctx %d, threads %d, parallel %d, chat template: %s)",
+            self.model_path.name, llm_cfg.n_ctx, self.n_threads, self.parallel, template_source,
+        )
+
+    # ---- prompt preparation -------------------------------------------------------------
+
+    def _make_formatter(self, chat_format: str | None) -> tuple[Any, str]:
+        from llama_cpp import llama_chat_format
+
+        if chat_format and chat_format not in ("gguf", "chat_template.default"):
+            for candidate in (chat_format.replace("-", "_"), chat_format.replace("-", "")):
+                formatter = getattr(llama_chat_format, f"format_{candidate}", None)
+                if callable(formatter):
+                    return formatter, f"chat_format={chat_format}"
+            known = sorted(llama_chat_format.LlamaChatCompletionHandlerRegistry()._chat_handlers)
+            raise ConfigError(f"model.chat_format={chat_format!r} is not a llama-cpp-python chat format (known: {', '.join(known)})")
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            log.warning("%s has no chat template in its metadata; using chatml (set model.chat_format to choose)", self.model_path.name)
+            return llama_chat_format.format_chatml, "chatml (fallback)"
+        model = self._llama._model
+        eos, bos = self._llama.token_eos(), self._llama.token_bos()
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+        return formatter, "gguf tokenizer.chat_template"
+
+    def _grammar(self, schema: dict[str, Any]) -> str:
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = json_schema_to_gbnf(key)
+        return self._grammars[key]
+
+    def _prepare(self, request: ChatRequest) -> _Prepared:
+        formatted = self._formatter(messages=request.messages)
+        tokens = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
+        stops = list(request.stop)
+        extra = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
+        stops += [s for s in extra if s and s not in stops]
+        max_tokens = request.max_tokens if request.max_tokens > 0 else self.cfg.max_tokens
+        limit = self.cfg.n_ctx - max_tokens
+        if len(tokens) > limit:
+            raise _RequestError(
+                f"prompt of {len(tokens)} tokens exceeds context: n_ctx {self.cfg.n_ctx} - max_tokens {max_tokens} leaves {limit}"
+            )
+        temperature = self.cfg.temperature if request.temperature is None else request.temperature
+        return _Prepared(
+            tokens=tokens,
+            stop=stops,
+            max_tokens=max_tokens,
+            temperature=max(float(temperature), 0.0),
+            top_p=float(self.cfg.top_p),
+            seed=int(self.cfg.seed if request.seed is None else request.seed),
+            grammar=self._grammar(request.json_schema) if request.json_schema is not None else None,
+        )
+
+    def _record(self, response: ChatResponse, cached: int = 0) -> ChatResponse:
+        self.stats["requests"] += 1
+        self.stats["prompt_tokens"] += response.prompt_tokens
+        self.stats["prompt_tokens_cached"] += cached
+        self.stats["completion_tokens"] += response.completion_tokens
+        if not response.ok:
+            self.stats["errors"] += 1
+        return response
+
+    # ---- one request: high-level path ---------------------------------------------------
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """One request through the high-level ``Llama`` (which reuses the previous prompt's prefix)."""
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        started = time.perf_counter()
+        try:
+            prep = self._prepare(request)
+            out = self._llama.create_completion(
+                prompt=prep.tokens,
+                max_tokens=prep.max_tokens,
+                temperature=prep.temperature,
+                top_p=prep.top_p,
+                top_k=_TOP_K,
+                min_p=_MIN_P,
+                repeat_penalty=1.0,
+                stop=prep.stop or None,
+                seed=prep.seed,
+                grammar=LlamaGrammar.from_string(prep.grammar) if prep.grammar else None,
+            )
+            choice, usage = out["choices"][0], out["usage"]
+            response = ChatResponse(
+                text=choice["text"],
+                prompt_tokens=usage["prompt_tokens"],
+                completion_tokens=usage["completion_tokens"],
+                finish_reason="length" if choice["finish_reason"] == "length" else "stop",
+            )
+        except Exception as exc:  # one bad request must not stop a stage
+            log.debug("llama.cpp request failed", exc_info=True)
+            response = ChatResponse("", finish_reason="error", error=str(exc) if isinstance(exc, _RequestError) else f"{type(exc).__name__}: {exc}")
+        response.seconds = time.perf_counter() - started
+        self.stats["seconds"] += response.seconds
+        return self._record(response)
+
+    # ---- many requests: batched low-level path ------------------------------------------
+
+    def chat_many(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResponse]]:
+        """Yield (position, response) as each request finishes; batched when ``parallel > 1``."""
+        if not requests:
+            return
+        if self.parallel <= 1:
+            for position, request in enumerate(requests):
+                yield position, self.chat(request)
+            return
+        yield from self._chat_batched(requests)
+
+    def _ensure_context(self) -> None:
+        if self._ctx is not None:
+            return
+        from llama_cpp import _internals
+
+        lc = self._lc
+        # same settings as the high-level context (flash attention, KV types, rope from the GGUF),
+        # so both paths compute alike; every sequence gets its own n_ctx cells (one KV stream each)
+        params = type(self._llama.context_params).from_buffer_copy(self._llama.context_params)
+        if os.environ.get("XFA"): params.flash_attn_type = int(os.environ["XFA"])
+        if os.environ.get("XUNI"): params.kv_unified = True
+        params.n_ctx = self.cfg.n_ctx * self.parallel
+        params.n_batch = self.cfg.n_batch
+        params.n_ubatch = self.cfg.n_batch
+        params.n_seq_max = self.parallel
+        params.kv_unified = bool(os.environ.get('XUNI'))
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads
+        params.no_perf = True
+        self._ctx = _internals.LlamaContext(model=self._llama._model, params=params, verbose=False)
+        ctx = self._ctx.ctx
+        per_seq = lc.llama_n_ctx_seq(ctx)
+        if per_seq < self.cfg.n_ctx:
+            raise RuntimeError(f"batched context gives {per_seq} tokens per sequence, fewer than n_ctx {self.cfg.n_ctx}")
+        adapter = getattr(self._llama, "_lora_adapter", None)
+        if adapter is not None:
+            adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
+            scales = (ctypes.c_float * 1)(self._llama.lora_scale)
+            if lc.llama_set_adapters_lora(ctx, adapters, 1, scales):
+                raise RuntimeError("failed to attach the LoRA adapter to the batched context")
+        self._batch = lc.llama_batch_init(self.cfg.n_batch, 0, 1)
+        self._slots = [_Slot(seq_id=i) for i in range(self.parallel)]
+        log.debug("batched context: %d sequences x %d tokens", self.parallel, per_seq)
+
+    def _make_sampler(self, prep: _Prepared) -> Any:
+        lc = self._lc
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        if prep.grammar is not None:
+            grammar = lc.llama_sampler_init_grammar(self._vocab, prep.grammar.encode("utf-8"), b"root")
+            if not grammar:
+                lc.llama_sampler_free(chain)
+                raise _RequestError("llama.cpp could not parse the JSON-schema grammar")
+            lc.llama_sampler_chain_add(chain, grammar)
+        if prep.temperature <= 0.0:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
+        else:
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_k(_TOP_K))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_top_p(prep.top_p, 1))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(_MIN_P, 1))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(prep.temperature))
+            lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(prep.seed & 0xFFFFFFFF))
+        return chain
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = ctypes.create_string_buffer(64)
+            n = self._lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = self._lc.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            piece = self._pieces[token] = buf.raw[:n]
+        return piece
+
+    def _start(self, slot: _Slot, position: int, prep: _Prepared) -> int:
+        """Put a request into a free slot, keeping the KV cells of the prefix it shares; return that length."""
+        lc, mem = self._lc, self._ctx.memory
+        # at least one prompt token must be evaluated to get logits for the first sample
+        keep = min(_common_prefix(slot.cached, prep.tokens), len(prep.tokens) - 1)
+        if keep < len(slot.cached):
+            if not lc.llama_memory_seq_rm(mem, slot.seq_id, keep, -1):
+                lc.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
+                keep = 0
+            del slot.cached[keep:]
+        slot.job = _Job(position=position, prep=prep, sampler=self._make_sampler(prep), started=time.perf_counter(), fed=keep)
+        return keep
+
+    def _release(self, slot: _Slot, clear: bool = False) -> None:
+        if slot.job is not None:
+            self._lc.llama_sampler_free(slot.job.sampler)
+            slot.job = None
+        if clear:
+            self._lc.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
+            slot.cached.clear()
+
+    def _fill_batch(self, active: list[_Slot]) -> int:
+        """Queue one token per decoding sequence, then as many prompt tokens as fit; return the count."""
+        batch, capacity = self._batch, self.cfg.n_batch
+        n = 0
+
+        def add(slot: _Slot, token: int, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = len(slot.cached)
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq_id
+            batch.logits[n] = logits
+            slot.cached.append(token)
+            n += 1
+
+        for slot in active:
+            job = slot.job
+            if job.pending is not None:
+                job.out_index = n
+                add(slot, job.pending, True)
+                job.pending = None
+        for slot in active:
+            job = slot.job
+            remaining = len(job.prep.tokens) - job.fed
+            if remaining <= 0 or n >= capacity:
+                continue
+            take = min(remaining, capacity - n)
+            for token in job.prep.tokens[job.fed:job.fed + take]:
+                add(slot, token, False)
+            job.fed += take
+            if job.fed == len(job.prep.tokens):
+                batch.logits[n - 1] = True
+                job.out_index = n - 1
+        batch.n_tokens = n
+        return n
+
+    def _advance(self, slot: _Slot) -> Optional[ChatResponse]:
+        """Sample this slot's next token; return its response when it has finished."""
+        job = slot.job
+        index, job.out_index = job.out_index, None
+        token = self._lc.llama_sampler_sample(job.sampler, self._ctx.ctx, index)
+        finish = None
+        text = None
+        if self._lc.llama_vocab_is_eog(self._vocab, token):
+            finish = "stop"
+        else:
+            job.completion.append(token)
+            job.text += self._piece(token)
+            text = job.text.decode("utf-8", errors="ignore")
+            cut = _find_stop(text, job.prep.stop) if job.prep.stop else -1
+            if cut >= 0:
+                finish, text = "stop", text[:cut]
+            elif len(job.completion) >= job.prep.max_tokens:
+                finish = "length"
+            else:
+                job.pending = token
+        if finish is None:
+            return None
+        return ChatResponse(
+            text=text if text is not None else job.text.decode("utf-8", errors="ignore"),
+            prompt_tokens=len(job.prep.tokens),
+            completion_tokens=len(job.completion),
+            finish_reason=finish,
+            seconds=time.perf_counter() - job.started,
+        )
+
+    def _chat_batched(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResponse]]:
+        if self._busy:
+            raise RuntimeError("chat_many is already running on this LlamaCppLLM")
+        self._busy = True
+        self._ensure_context()
+        queue = deque(enumerate(requests))
+        ready: list[tuple[int, ChatResponse]] = []
+        work_s = 0.0
+        try:
+            while queue or ready or any(slot.job for slot in self._slots):
+                # responses are yielded outside the timed section: the caller's time is not ours
+                while ready:
+                    yield ready.pop(0)
+                tick = time.perf_counter()
+                for slot in self._slots:
+                    while slot.job is None and queue:
+                        position, request = queue.popleft()
+                        try:
+                            prep = self._prepare(request)
+                            cached = self._start(slot, position, prep)
+                            self.stats["prompt_tokens_cached"] += cached
+                        except Exception as exc:
+                            log.debug("llama.cpp request failed", exc_info=True)
+                            message = str(exc) if isinstance(exc, _RequestError) else f"{type(exc).__name__}: {exc}"
+                            ready.append((position, self._record(ChatResponse("", finish_reason="error", error=message))))
+                active = [slot for slot in self._slots if slot.job is not None]
+                if not active:
+                    work_s += time.perf_counter() - tick
+                    continue
+                self._fill_batch(active)
+                rc = self._lc.llama_decode(self._ctx.ctx, self._batch)
+                if rc != 0:
+                    # the sequences' cache state is now unknown: fail the requests in flight, keep the queue going
+                    for slot in active:
+                        job = slot.job
+                        error = ChatResponse("", finish_reason="error", error=f"llama_decode failed with status {rc}",
+                                             prompt_tokens=len(job.prep.tokens), seconds=time.perf_counter() - job.started)
+                        ready.append((job.position, self._record(error)))
+                        self._release(slot, clear=True)
+                    work_s += time.perf_counter() - tick
+                    continue
+                for slot in active:
+                    if slot.job.out_index is None:
+                        continue
+                    try:
+                        response = self._advance(slot)
+                    except Exception as exc:
+                        log.debug("llama.cpp sampling failed", exc_info=True)
+                        response = ChatResponse("", finish_reason="error", error=f"{type(exc).__name__}: {exc}",
+                                                seconds=time.perf_counter() - slot.job.started)
+                        position = slot.job.position
+                        self._release(slot, clear=True)
+                        ready.append((position, self._record(response)))
+                        continue
+                    if response is not None:
+                        ready.append((slot.job.position, self._record(response)))
+                        # the finished sequence's cells stay until the next request trims them to the shared prefix
+                        self._release(slot)
+                work_s += time.perf_counter() - tick
+        finally:
+            for slot in self._slots:
+                if slot.job is not None:
+                    self._release(slot, clear=True)
+            self.stats["seconds"] += work_s
+            self._busy = False
+
+    def close(self) -> None:
+        """Free the batched context and the model."""
+        if self._ctx is not None:
+            for slot in self._slots:
+                if slot.job is not None:
+                    self._lc.llama_sampler_free(slot.job.sampler)
+                    slot.job = None
+            self._lc.llama_batch_free(self._batch)
+            self._ctx.close()
+            self._ctx = None
+            self._batch = None
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None

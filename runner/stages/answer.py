@@ -1,0 +1,190 @@
+"""Answer: each curated question is answered with RAG over the same documents.
+
+Retrieval uses the configured retriever (BM25, dense with MMR, or their weighted RRF).
+Because every question knows the chunk it came from, retrieval quality (hit@1, hit@k,
+MRR) is measured for the chosen retriever and for BM25-only and dense-only.
+Answers that are empty, refuse, run past ``answer.max_tokens`` or (for fact-anchored
+questions) contain none of the fact's key terms are dropped or regenerated, with reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from runner.errors import LLMError
+from runner.facts import key_terms, numbers_in
+from runner.jsonl import read_jsonl, write_jsonl
+from runner.llm import ChatRequest, create_llm
+from runner.llm.resumable import latest_results, response_fields, run_resumable
+from runner.retrieval import HybridRetriever, retrieval_quality
+from runner.stage import StageContext, StageResult
+from runner.stages.chunk import load_chunks
+from runner.stages.curate import CURATED_FILE
+from runner.stages.index import embed_texts
+
+log = logging.getLogger(__name__)
+
+ANSWERS_FILE = "answers.jsonl"
+DROPPED_FILE = "answers_dropped.jsonl"
+ITEMS_FILE = "answer_items.jsonl"
+CHARS_PER_TOKEN = 4  # budget estimate; exact token counts depend on the answering model
+
+
+def build_context(ranked_chunks: list[dict[str, Any]], max_tokens: int) -> tuple[str, list[str]]:
+    """Concatenate retrieved chunks, best first, within the token budget (at least one chunk)."""
+    budget = max_tokens * CHARS_PER_TOKEN
+    parts, ids, used = [], [], 0
+    for chunk in ranked_chunks:
+        text = chunk["text"]
+        if parts and used + len(text) > budget:
+            break
+        text = text[: max(budget - used, 0)] if not parts else text
+        parts.append(text)
+        ids.append(chunk["chunk_id"])
+        used += len(text)
+    return "\n\n".join(parts), ids
+
+
+def with_fact(context: tuple[str, list[str]], question: dict[str, Any], ans_cfg: Any) -> tuple[str, list[str]]:
+    """Put a fact-anchored question's own evidence sentence first: small models copy what comes first."""
+    if not (ans_cfg.include_fact and question.get("fact")):
+        return context
+    return f"Key fact: {question['fact']}\n\n{context[0]}", context[1]
+
+
+def answer_reason(answer: str, finish_reason: str, fact: str | None, context: str, refusals: list[re.Pattern[str]], ans_cfg: Any) -> str | None:
+    """Why an answer is unusable, or None."""
+    text = answer.strip()
+    if len(text) < ans_cfg.min_chars:
+        return "empty"
+    if finish_reason == "length":
+        return "truncated"
+    if any(p.search(text) for p in refusals):
+        return "refusal"
+    if ans_cfg.grounding != "off" and set(numbers_in(text)) - set(numbers_in(context + " " + (fact or ""))):
+        return "unsupported_value"  # a number the model made up
+    if ans_cfg.grounding != "off" and fact and not is_grounded(text, fact):
+        return "ungrounded"
+    return None
+
+
+def is_grounded(answer: str, fact: str) -> bool:
+    """An answer is grounded when it holds at least one key term (number, identifier) of its fact."""
+    terms = key_terms(fact)
+    if not terms:
+        return True  # nothing checkable in the fact
+    answer_lower = answer.lower()
+    return any(term in answer_lower for term in terms)
+
+
+def messages_for(question: str, context: str, prompts: Any, topic: str) -> list[dict[str, str]]:
+    messages = []
+    if prompts.answer_system:
+        messages.append({"role": "system", "content": prompts.answer_system.format(topic=topic)})
+    messages.append({"role": "user", "content": prompts.answer_user.format(topic=topic, question=question, context=context)})
+    return messages
+
+
+def run(cfg: Any, ctx: StageContext) -> StageResult:
+    """Write ``answers.jsonl`` (question, answer, context chunk ids, provenance) and the dropped ones."""
+    questions = read_jsonl(ctx.inputs["curate"] / CURATED_FILE)
+    chunks = load_chunks(ctx.inputs["chunk"])
+    by_position = chunks  # the index stores chunks in this order
+
+    retriever = HybridRetriever(ctx.inputs["index"], cfg.retriever, lambda texts: embed_texts(texts, cfg.index, ctx.root, show_progress=False))
+    k = cfg.retriever.k
+    metrics: dict[str, float] = {"questions": len(questions)}
+    contexts: list[tuple[str, list[str]]] = []
+    if questions:
+        depth = max(k, cfg.retriever.fetch_k)
+        rankings = retriever.rankings([q["question"] for q in questions], depth)
+        position = {cid: i for i, cid in enumerate(retriever.chunk_ids)}
+        targets = [position[q["chunk_id"]] for q in questions]
+        for kind, ranked in rankings.items():
+            for name, value in retrieval_quality([r[:k] for r in ranked], targets, k).items():
+                metrics[f"retrieval/{kind}/{name}"] = value
+        chosen = rankings[cfg.retriever.kind]
+        contexts = [
+            with_fact(build_context([by_position[i] for i in ranked[:k]], cfg.retriever.context_max_tokens), q, cfg.answer)
+            for q, ranked in zip(questions, chosen)
+        ]
+
+    results = generate_answers(cfg, ctx, questions, contexts)
+    kept, dropped = [], []
+    for q, (context_text, context_ids) in zip(questions, contexts):
+        result = results[q["qid"]]
+        record = {**q, "answer": result["answer"].strip(), "context_chunk_ids": context_ids, "attempts": result["attempts"]}
+        if result["reason"]:
+            dropped.append({**record, "reason": result["reason"]})
+        else:
+            kept.append(record)
+    write_jsonl(ctx.work_dir / ANSWERS_FILE, kept)
+    write_jsonl(ctx.work_dir / DROPPED_FILE, dropped)
+    reasons = Counter(d["reason"] for d in dropped)
+    fact_questions = [q for q in questions if q.get("fact")]
+    grounded = sum(is_grounded(results[q["qid"]]["answer"], q["fact"]) for q in fact_questions)
+    lengths = [len(r["answer"]) for r in kept]
+    metrics.update(
+        {
+            "answered": len(kept),
+            "kept_share": len(kept) / max(1, len(questions)),
+            "grounding_rate": grounded / len(fact_questions) if fact_questions else float("nan"),
+            "mean_answer_chars": float(np.mean(lengths)) if lengths else 0.0,
+            **{f"dropped/{reason}": count for reason, count in reasons.items()},
+        }
+    )
+    log.info("answers kept %d of %d; dropped %s", len(kept), len(questions), dict(reasons))
+    return StageResult(metrics=metrics, artifacts=[ANSWERS_FILE, DROPPED_FILE])
+
+
+def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]], contexts: list[tuple[str, list[str]]]) -> dict[str, dict[str, Any]]:
+    """Answer every question; regenerate ungrounded ones up to the configured attempts."""
+    ans = cfg.answer
+    refusals = [re.compile(p, re.IGNORECASE) for p in ans.refusal_patterns]
+    attempts = 1 + (ans.regenerate_attempts if ans.grounding == "regenerate" else 0)
+    items_path = ctx.work_dir / ITEMS_FILE
+    results: dict[str, dict[str, Any]] = {}
+    pending = list(range(len(questions)))
+    if not questions:
+        return results
+    llm = create_llm(cfg.llm, cfg.model, ctx.root)
+    try:
+        for attempt in range(attempts):
+            ids = [f"{questions[i]['qid']}-a{attempt}" for i in pending]
+            requests = [
+                ChatRequest(
+                    messages_for(questions[i]["question"], contexts[i][0], cfg.prompts, cfg.generate.topic),
+                    max_tokens=ans.max_tokens,
+                    temperature=ans.temperature if attempt == 0 else max(ans.temperature, 0.7),
+                    seed=cfg.llm.seed + attempt,
+                )
+                for i in pending
+            ]
+            run_resumable(
+                llm, ids, requests, items_path,
+                lambda index, response: {"status": "ok" if response.ok else "error", **response_fields(response)},
+                desc=f"answer (attempt {attempt + 1})",
+            )
+            latest = latest_results(items_path)
+            retry = []
+            for i, item_id in zip(pending, ids):
+                record = latest[item_id]
+                reason = "error" if record["status"] == "error" else answer_reason(record["raw"], record["finish_reason"], questions[i].get("fact"), contexts[i][0], refusals, ans)
+                results[questions[i]["qid"]] = {"answer": record["raw"], "reason": reason, "attempts": attempt + 1}
+                if reason in ("ungrounded", "unsupported_value"):
+                    retry.append(i)
+            pending = retry
+            if not pending:
+                break
+    finally:
+        llm.close()
+    if all(r["reason"] == "error" for r in results.values()):
+        first = latest_results(items_path)
+        error = next((r["error"] for r in first.values() if r.get("error")), "unknown")
+        raise LLMError(f"all {len(results)} answer requests failed (first: {error}); rerun to retry")
+    return results

@@ -1,0 +1,140 @@
+"""Curate: drop bad generated questions automatically, keeping each dropped one with its reason.
+
+Filters, in order: configured patterns ("where can I find ..."), length, question form,
+no content term shared with the source chunk, a few-shot example's words that the source
+lacks (a small model copying the examples), near-duplicates (embedding cosine, first
+kept), and the specificity gate: a question whose own chunk is in neither the BM25 nor
+the dense top-k cannot be told apart from generic questions. The gate does not use the
+fusion weights, so a retriever-weight sweep reuses this stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from runner.facts import content_terms
+from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
+from runner.retrieval import HybridRetriever
+from runner.stage import StageContext, StageResult
+from runner.stages.chunk import load_chunks
+from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE
+from runner.stages.index import embed_texts
+
+log = logging.getLogger(__name__)
+
+CURATED_FILE = "curated.jsonl"
+DROPPED_FILE = "dropped.jsonl"
+
+
+def example_terms(prompts: Any, topic: str) -> set[str]:
+    """Content words of the few-shot examples; small models copy them into unrelated questions."""
+    text = " ".join(f"{e['fact']} {e['question']}" for e in prompts.fact_examples)
+    return content_terms(text) - content_terms(topic)
+
+
+def rule_reason(question: str, source_text: str, patterns: list[re.Pattern[str]], cur: Any, leak_terms: set[str] = frozenset()) -> str | None:
+    """The first cheap rule a question breaks, or None."""
+    for pattern in patterns:
+        if pattern.search(question):
+            return "pattern"
+    if len(question) < cur.min_chars:
+        return "too_short"
+    if len(question) > cur.max_chars:
+        return "too_long"
+    if cur.require_question_mark and not question.rstrip().endswith("?"):
+        return "not_a_question"
+    question_terms, source_terms = content_terms(question), content_terms(source_text)
+    if not question_terms & source_terms:
+        return "no_shared_term"
+    if (question_terms & leak_terms) - source_terms:
+        return "leaked_example"
+    return None
+
+
+def near_duplicates(vectors: np.ndarray, threshold: float) -> list[bool]:
+    """True where a vector is within ``threshold`` cosine of an earlier kept one (first kept)."""
+    kept: list[int] = []
+    flags = []
+    for i, vector in enumerate(vectors):
+        duplicate = bool(kept) and float((vectors[kept] @ vector).max()) >= threshold
+        flags.append(duplicate)
+        if not duplicate:
+            kept.append(i)
+    return flags
+
+
+def self_retrieval(retriever: HybridRetriever, questions: list[str], target_positions: list[int], k: int) -> list[bool]:
+    """Whether each question's own chunk is in the BM25 or dense top-k."""
+    if not questions:
+        return []
+    rankings = retriever.rankings(questions, depth=k)
+    return [
+        target in sparse[:k] or target in dense[:k]
+        for target, sparse, dense in zip(target_positions, rankings["bm25"], rankings["dense"])
+    ]
+
+
+def gate_retriever(index_dir: Any, cur: Any, embed: Any) -> HybridRetriever:
+    cfg = OmegaConf.create(
+        {"kind": "ensemble", "weights": {"bm25": 0.5, "dense": 0.5}, "rrf_c": 60, "k": cur.specificity_k, "fetch_k": max(20, cur.specificity_k), "use_mmr": False, "lambda_mult": 1.0}
+    )
+    return HybridRetriever(index_dir, cfg, embed)
+
+
+def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, Any]], cfg: Any, index_dir: Any, root: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    cur = cfg.curate
+    patterns = [re.compile(p, re.IGNORECASE) for p in cur.drop_patterns]
+    leak_terms = example_terms(cfg.prompts, cfg.generate.topic)
+    kept: list[dict[str, Any]] = []
+    dropped: list[dict[str, Any]] = []
+    for q in questions:
+        source = (q.get("fact") or "") + " " + chunks_by_id[q["chunk_id"]]["text"]
+        reason = rule_reason(q["question"], source, patterns, cur, leak_terms)
+        (dropped if reason else kept).append({**q, "reason": reason} if reason else q)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return embed_texts(texts, cfg.index, root, show_progress=False)
+
+    if kept:
+        flags = near_duplicates(embed([q["question"] for q in kept]), cur.dedup_threshold)
+        dropped += [{**q, "reason": "near_duplicate"} for q, dup in zip(kept, flags) if dup]
+        kept = [q for q, dup in zip(kept, flags) if not dup]
+
+    metrics: dict[str, float] = {}
+    if kept:
+        retriever = gate_retriever(index_dir, cur, embed)
+        position = {cid: i for i, cid in enumerate(retriever.chunk_ids)}
+        found = self_retrieval(retriever, [q["question"] for q in kept], [position[q["chunk_id"]] for q in kept], cur.specificity_k)
+        metrics[f"self_hit@{cur.specificity_k}_before_gate"] = sum(found) / len(found)
+        if cur.specificity_gate:
+            dropped += [{**q, "reason": "not_specific"} for q, ok in zip(kept, found) if not ok]
+            kept = [q for q, ok in zip(kept, found) if ok]
+    return kept, dropped, metrics
+
+
+def run(cfg: Any, ctx: StageContext) -> StageResult:
+    """Write ``curated.jsonl`` and ``dropped.jsonl`` (each dropped question with its reason)."""
+    generated = read_jsonl(ctx.inputs["generate"] / INSTRUCTIONS_FILE)
+    asked_chunks = {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / ITEMS_FILE)}
+    chunks_by_id = {c["chunk_id"]: c for c in load_chunks(ctx.inputs["chunk"])}
+    kept, dropped, metrics = curate(generated, chunks_by_id, cfg, ctx.inputs["index"], ctx.root)
+    write_jsonl(ctx.work_dir / CURATED_FILE, kept)
+    write_jsonl(ctx.work_dir / DROPPED_FILE, dropped)
+    reasons = Counter(d["reason"] for d in dropped)
+    log.info("curation kept %d of %d questions; dropped %s", len(kept), len(generated), dict(reasons))
+    metrics.update(
+        {
+            "generated": len(generated),
+            "kept": len(kept),
+            "kept_share": len(kept) / max(1, len(generated)),
+            "chunk_coverage": len({q["chunk_id"] for q in kept}) / max(1, len(asked_chunks)),
+            **{f"dropped/{reason}": count for reason, count in reasons.items()},
+        }
+    )
+    return StageResult(metrics=metrics, artifacts=[CURATED_FILE, DROPPED_FILE])

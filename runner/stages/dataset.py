@@ -1,0 +1,96 @@
+"""Dataset: write train/valid JSONL in the trainer's format, provenance in a side file.
+
+Formats: ``chat`` ({"messages": [...]}), ``text`` (the original Mistral template) and
+``completions`` ({"prompt", "completion"}), all read by mlx-lm's loader. The split puts
+``dataset.valid_fraction`` of the groups (questions, or source chunks) in valid, and a
+question text never lands in both files.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from runner.jsonl import read_jsonl, write_jsonl
+from runner.stage import StageContext, StageResult
+from runner.stages.answer import ANSWERS_FILE
+
+log = logging.getLogger(__name__)
+
+TRAIN_FILE = "train.jsonl"
+VALID_FILE = "valid.jsonl"
+PROVENANCE_FILE = "provenance.jsonl"
+CHARS_PER_TOKEN = 4
+
+
+def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
+    if fmt == "chat":
+        return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
+    if fmt == "text":
+        return {"text": f"<s>[INST] {question} [/INST] {answer}</s>"}
+    return {"prompt": question, "completion": answer}
+
+
+def _normalize(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def split_records(records: list[dict[str, Any]], valid_fraction: float, split_by: str, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split into (train, valid): whole groups go to one side; valid gets ~valid_fraction of records."""
+    key = "chunk_id" if split_by == "chunk" else "question"
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        group = record[key] if key == "chunk_id" else _normalize(record["question"])
+        groups[group].append(record)
+    order = sorted(groups)
+    random.Random(seed).shuffle(order)
+    target = math.ceil(valid_fraction * len(records)) if len(records) > 1 else 0
+    valid_groups: set[str] = set()
+    size = 0
+    for group in order:
+        if size >= target:
+            break
+        if size + len(groups[group]) > target and size > 0:
+            continue
+        valid_groups.add(group)
+        size += len(groups[group])
+    train = [r for g in order if g not in valid_groups for r in groups[g]]
+    train_questions = {_normalize(r["question"]) for r in train}
+    valid = [r for g in order if g in valid_groups for r in groups[g] if _normalize(r["question"]) not in train_questions]
+    return train, valid
+
+
+def _provenance(split: str, line: int, record: dict[str, Any]) -> dict[str, Any]:
+    fields = ("qid", "chunk_id", "context_chunk_ids", "doc_id", "source", "page", "fact", "strategy")
+    return {"split": split, "line": line, **{f: record.get(f) for f in fields}}
+
+
+def run(cfg: Any, ctx: StageContext) -> StageResult:
+    """Write train.jsonl / valid.jsonl in ``dataset.format`` plus provenance.jsonl."""
+    answered = read_jsonl(ctx.inputs["answer"] / ANSWERS_FILE)
+    ds = cfg.dataset
+    train, valid = split_records(answered, ds.valid_fraction, ds.split_by, ds.seed)
+    write_jsonl(ctx.work_dir / TRAIN_FILE, (format_record(r["question"], r["answer"], ds.format) for r in train))
+    write_jsonl(ctx.work_dir / VALID_FILE, (format_record(r["question"], r["answer"], ds.format) for r in valid))
+    provenance = [_provenance("train", i, r) for i, r in enumerate(train)] + [_provenance("valid", i, r) for i, r in enumerate(valid)]
+    write_jsonl(ctx.work_dir / PROVENANCE_FILE, provenance)
+    answer_chars = [len(r["answer"]) for r in answered] or [0]
+    metrics = {
+        "train_size": len(train),
+        "valid_size": len(valid),
+        "train_approx_tokens": sum(len(r["question"]) + len(r["answer"]) for r in train) / CHARS_PER_TOKEN,
+        "valid_approx_tokens": sum(len(r["question"]) + len(r["answer"]) for r in valid) / CHARS_PER_TOKEN,
+        "answer_chars_mean": statistics.mean(answer_chars),
+        "answer_chars_median": statistics.median(answer_chars),
+        "answer_chars_max": max(answer_chars),
+    }
+    log.info("dataset: %d train / %d valid records (%s format)", len(train), len(valid), ds.format)
+    return StageResult(
+        metrics=metrics,
+        artifacts=[TRAIN_FILE, VALID_FILE, PROVENANCE_FILE],
+        datasets={"training": TRAIN_FILE, "validation": VALID_FILE},
+    )

@@ -1,0 +1,124 @@
+"""Chunk: sizes respect chunk.size (chars or embedding tokens), chunks overlap, pages are kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from omegaconf import DictConfig
+from tokenizers import Tokenizer
+
+from runner.jsonl import write_jsonl
+from runner.models import resolve_embedding_model
+from runner.stage import StageContext
+from runner.stages import chunk
+from runner.stages.chunk import CHUNKS_FILE, load_chunks, make_splitter, split_pages
+from runner.stages.ingest import PAGES_FILE
+
+# short sentences, so the splitter can fill the overlap with whole sentences
+SENTENCES = [f"Step {i} sets the {word} valve to {i * 7} bar." for i, word in enumerate(["red", "blue", "green", "amber"] * 25)]
+LONG_PAGE = " ".join(SENTENCES)
+
+
+def _overlap(previous: str, following: str) -> int:
+    """Length of the longest suffix of ``previous`` that starts ``following``."""
+    return max((n for n in range(1, len(previous) + 1) if following.startswith(previous[-n:])), default=0)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(repo_root: Path) -> Tokenizer:
+    """The embedding model's tokenizer, counting real tokens (no padding, no truncation)."""
+    folder = Path(resolve_embedding_model("embedded:all-minilm-l6-v2", repo_root))
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+def _count_tokens(tok: Tokenizer, text: str) -> int:
+    return len(tok.encode(text, add_special_tokens=False).ids)
+
+
+def test_char_chunks_respect_size_and_overlap(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
+    cfg = composed_cfg(["chunk.size=200", "chunk.overlap=60"])
+    pages = [{"doc_id": "d001", "source": "long.md", "page": 1, "text": LONG_PAGE}]
+    chunks = split_pages(pages, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
+
+    assert len(chunks) >= len(LONG_PAGE) // 200
+    assert all(len(c["text"]) <= 200 for c in chunks)
+    assert max(len(c["text"]) for c in chunks) > 150  # chunks are filled, not tiny
+    for previous, following in zip(chunks, chunks[1:]):
+        shared = _overlap(previous["text"], following["text"])
+        assert 20 <= shared <= 60, (previous["text"], following["text"])
+    joined = " ".join(c["text"] for c in chunks)
+    assert all(sentence in joined for sentence in SENTENCES)  # nothing is lost
+
+
+def test_zero_overlap_gives_disjoint_chunks(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
+    cfg = composed_cfg(["chunk.size=200", "chunk.overlap=0"])
+    pages = [{"doc_id": "d001", "source": "long.md", "page": 1, "text": LONG_PAGE}]
+    chunks = split_pages(pages, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
+    assert " ".join(c["text"] for c in chunks) == LONG_PAGE
+
+
+def test_token_chunks_respect_size_in_embedding_tokens(
+    composed_cfg: Callable[..., DictConfig], repo_root: Path, tokenizer: Tokenizer
+) -> None:
+    cfg = composed_cfg(["chunk=tokens"])  # 200 tokens, 40 overlap
+    assert cfg.chunk.unit == "tokens"
+    total = _count_tokens(tokenizer, LONG_PAGE)
+    assert total > 2 * cfg.chunk.size  # the page needs several chunks
+    pages = [{"doc_id": "d001", "source": "long.md", "page": 1, "text": LONG_PAGE}]
+    chunks = split_pages(pages, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
+
+    counts = [_count_tokens(tokenizer, c["text"]) for c in chunks]
+    assert len(chunks) >= total // cfg.chunk.size
+    assert max(counts) <= cfg.chunk.size
+    assert max(counts) > cfg.chunk.size * 0.8
+    assert max(len(c["text"]) for c in chunks) > cfg.chunk.size  # sized in tokens, not characters
+    for previous, following in zip(chunks, chunks[1:]):
+        assert _overlap(previous["text"], following["text"]) > 0
+
+
+def test_chunk_stage_keeps_document_and_page_of_every_chunk(
+    composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_path: Path
+) -> None:
+    pages = [
+        {"doc_id": "d001", "source": "a.pdf", "page": 1, "text": LONG_PAGE[:700]},
+        {"doc_id": "d001", "source": "a.pdf", "page": 2, "text": LONG_PAGE[700:1500]},
+        {"doc_id": "d002", "source": "b.md", "page": 1, "text": "A short note about the pump."},
+    ]
+    ingest_dir, work = tmp_path / "ingest", tmp_path / "work"
+    ingest_dir.mkdir()
+    work.mkdir()
+    write_jsonl(ingest_dir / PAGES_FILE, pages)
+    cfg = composed_cfg(["chunk.size=200", "chunk.overlap=40"])
+    ctx = StageContext(name="chunk", cfg=cfg, root=repo_root, work_dir=work, inputs={"ingest": ingest_dir})
+
+    result = chunk.run(cfg, ctx)
+
+    chunks = load_chunks(work)
+    assert result.artifacts == [CHUNKS_FILE]
+    assert result.metrics["chunks"] == len(chunks)
+    assert result.metrics["max_chars"] <= 200
+    assert [c["chunk_id"] for c in chunks] == [f"c{i:05d}" for i in range(len(chunks))]
+    by_page = {(p["source"], p["page"]): p for p in pages}
+    for record in chunks:
+        page = by_page[(record["source"], record["page"])]
+        assert record["doc_id"] == page["doc_id"]
+        assert record["text"] in page["text"]  # never crosses a page boundary
+    assert {(c["source"], c["page"]) for c in chunks} == set(by_page)
+    assert chunks[-1]["text"] == "A short note about the pump."
+    assert all(json.loads(line) for line in (work / CHUNKS_FILE).read_text().splitlines())
+
+
+def test_blank_pages_produce_no_chunks(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
+    cfg = composed_cfg(["chunk.size=200", "chunk.overlap=20"])
+    pages = [
+        {"doc_id": "d001", "source": "a.md", "page": 1, "text": "   \n\n  "},
+        {"doc_id": "d001", "source": "a.md", "page": 2, "text": "Real text on page two."},
+    ]
+    chunks = split_pages(pages, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
+    assert [(c["page"], c["text"], c["chunk_id"]) for c in chunks] == [(2, "Real text on page two.", "c00000")]
