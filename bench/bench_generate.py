@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         llm.close()
 
-    same = sum(a.text == b.text for a, b in zip(sequential, batched))
+    differing = [i for i, (a, b) in enumerate(zip(sequential, batched)) if a.text != b.text]
+    same = len(requests) - len(differing)
     result = {
         "benchmark": "generate",
         "model": llm.name,
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "batched": _summary(batched, batched_wall),
         "speedup": round(sequential_wall / batched_wall, 3),
         "identical_outputs": same,
+        "differing": [{"chunk": i, "sequential": sequential[i].text, "batched": batched[i].text} for i in differing],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -13,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from runner.errors import RunnerError
 from runner.pipeline import RunInfo, run_pipeline
 from runner.schema import validate
+from runner.sweep import PARENT_ENV
 
 log = logging.getLogger("runner")
 
@@ -23,11 +25,13 @@ def _run_info() -> RunInfo:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     choices = OmegaConf.to_container(hydra_cfg.runtime.choices)
-    name = f"job{hydra_cfg.job.num}" if hydra_cfg.mode.name == "MULTIRUN" else "run"
+    multirun = hydra_cfg.mode.name == "MULTIRUN"
+    name = f"job{hydra_cfg.job.num}" if multirun else "run"
     return RunInfo(
         overrides=overrides,
         output_dir=Path(hydra_cfg.runtime.output_dir),
         run_name=name,
+        parent_run_id=os.environ.get(PARENT_ENV) if multirun else None,
         extra_tags={f"choice/{k}": str(v) for k, v in choices.items() if not k.startswith("hydra")},
     )
 

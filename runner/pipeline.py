@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,7 +158,7 @@ def execute_stage(
                 "stage": spec.name,
                 "key": key,
                 "inputs": input_keys,
-                "config": _config_slice(cfg, spec.config_keys),
+                "config": tracking.mask_secrets(_config_slice(cfg, spec.config_keys)),
                 "metrics": result.metrics,
                 "artifacts": result.artifacts,
                 "summary": result.summary,
@@ -219,7 +220,7 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
     tags = {
         "git_commit": tracking.git_commit(root),
         "config_hash": config_hash,
-        "overrides": " ".join(info.overrides)[: tracking.MAX_PARAM_CHARS],
+        "overrides": " ".join(tracking.mask_overrides(info.overrides))[: tracking.MAX_PARAM_CHARS],
         **info.extra_tags,
     }
     run_id = tracker.start(info.run_name or "run", tags, parent_run_id=info.parent_run_id)
@@ -270,10 +271,27 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
 
 
 def _log_run_files(tracker: tracking.Tracker, info: RunInfo) -> None:
+    """Hydra's record of the job, with secret values masked (a password given on the command line)."""
     if info.output_dir is None:
         return
     hydra_dir = info.output_dir / ".hydra"
-    for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
-        tracker.log_artifact(hydra_dir / name, artifact_path="config")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+            source = hydra_dir / name
+            if not source.exists():
+                continue
+            content = OmegaConf.to_container(OmegaConf.load(source), resolve=False)
+            masked = tracking.mask_overrides(content) if isinstance(content, list) else tracking.mask_secrets(content)
+            if name == "hydra.yaml":
+                masked = _mask_hydra_overrides(masked)
+            target = Path(tmp) / name
+            target.write_text(OmegaConf.to_yaml(OmegaConf.create(masked)))
+            tracker.log_artifact(target, artifact_path="config")
 
 
+def _mask_hydra_overrides(hydra_record: dict[str, Any]) -> dict[str, Any]:
+    overrides = hydra_record.get("hydra", {}).get("overrides", {})
+    for key in ("task", "hydra"):
+        if isinstance(overrides.get(key), list):
+            overrides[key] = tracking.mask_overrides(overrides[key])
+    return hydra_record

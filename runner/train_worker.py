@@ -385,7 +385,8 @@ def _train_peft(job: TrainJob, emit: Emit) -> dict[str, Any]:
     if job.grad_checkpoint:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    trainable, total = model.get_nb_trainable_parameters()
+    trainable, everything = model.get_nb_trainable_parameters()
+    total = everything - trainable  # the base model alone, as mlx-lm counts it
 
     data_dir = Path(job.data_dir)
     train_rows = [_encode_record(r, tokenizer, job.mask_prompt) for r in read_jsonl(data_dir / "train.jsonl")]

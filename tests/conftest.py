@@ -16,6 +16,11 @@ from omegaconf import DictConfig
 
 from runner.schema import register_configs
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # MLflow's SQLAlchemy store triggers this on import; it is not ours to fix
+    config.addinivalue_line("filterwarnings", "ignore:The ``noload`` loader strategy is deprecated")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = REPO_ROOT / "conf"
 
@@ -75,6 +80,14 @@ def make_cfg(mlflow_dir: Path) -> Callable[..., DictConfig]:
         return compose_config(base + list(overrides))
 
     return _make
+
+
+@pytest.fixture(scope="session")
+def mlflow_client(mlflow_dir: Path):
+    """A client on the session's SQLite store, to read back what a run logged."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{mlflow_dir / 'mlflow.db'}")
 
 
 @pytest.fixture

@@ -66,11 +66,13 @@ def test_ingest_key_follows_document_bytes_not_timestamps(
     changed = stage_key(spec, cfg, repo_root, {})
     assert changed != base
     (tiny_doc.parent / "second.md").write_text("A second document.", encoding="utf-8")
-    assert stage_key(spec, cfg, repo_root, {}) != changed  # a new file in a configured folder
-    assert stage_key(spec, composed_cfg([f"ingest.documents=[{tiny_doc.parent}]", "ingest.pdf_password=x"]), repo_root, {}) != stage_key(spec, cfg, repo_root, {})
+    with_second = stage_key(spec, cfg, repo_root, {})
+    assert with_second != changed  # a new file in a configured folder
+    with_password = composed_cfg([f"ingest.documents=[{tiny_doc.parent}]", "ingest.pdf_password=x"])
+    assert stage_key(spec, with_password, repo_root, {}) != with_second  # the ingest config slice
 
 
-def test_key_follows_the_stage_code(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
+def test_key_follows_the_stage_source_file(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
     cfg = composed_cfg()
     spec = SPECS["chunk"]
     other_code = StageSpec(spec.name, "runner.stages.index", spec.config_keys, spec.inputs)

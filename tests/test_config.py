@@ -77,12 +77,6 @@ def test_debug_tiny_shrinks_the_run() -> None:
     assert cfg.generate.max_chunks is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (runner/schema.py + conf/model/*.yaml): OmegaConf does not let a '???' in a group file "
-    "override the schema default, so model=custom / model=mistral7b silently keep "
-    "gguf_path=embedded:smollm2 (and hf_path=null); validate() also never checks missing keys",
-)
 @pytest.mark.parametrize(("group", "option", "required"), _NEED_VALUES, ids=_NEED_IDS)
 def test_options_with_required_values_fail_clearly_until_filled(group: str, option: str, required: list[str]) -> None:
     cfg = compose_config([f"{group}={option}"])

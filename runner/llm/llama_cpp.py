@@ -50,7 +50,8 @@ class _Prepared:
 class _Job:
     position: int
     prep: _Prepared
-    sampler: Any
+    sampler: Any  # sampler chain without the grammar
+    grammar: Any  # grammar sampler or None
     started: float
     fed: int = 0  # prompt tokens already in the KV cache
     pending: Optional[int] = None  # sampled token not yet decoded
@@ -93,6 +94,13 @@ class LlamaCppLLM:
 
         self._lc = llama_cpp
         self.cfg = llm_cfg
+        # plain values: read once per token, and OmegaConf attribute access is slow
+        self.n_ctx = int(llm_cfg.n_ctx)
+        self.n_batch = int(llm_cfg.n_batch)
+        self.max_tokens = int(llm_cfg.max_tokens)
+        self.temperature = float(llm_cfg.temperature)
+        self.top_p = float(llm_cfg.top_p)
+        self.seed = int(llm_cfg.seed)
         self.model_path = Path(model_path)
         self.n_threads = int(llm_cfg.n_threads or os.cpu_count() or 1)
         self.parallel = int(llm_cfg.parallel)
@@ -110,9 +118,11 @@ class LlamaCppLLM:
             verbose=False,
         )
         self._vocab = self._llama._model.vocab
+        self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
         self._formatter, template_source = self._make_formatter(chat_format)
         self._pieces: dict[int, bytes] = {}
         self._grammars: dict[str, str] = {}
+        self._candidates: Any = None  # reusable llama_token_data buffer over the whole vocabulary
         self._ctx: Any = None  # low-level batched context, made on first use
         self._batch: Any = None
         self._slots: list[_Slot] = []
@@ -170,20 +180,20 @@ class LlamaCppLLM:
         stops = list(request.stop)
         extra = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
         stops += [s for s in extra if s and s not in stops]
-        max_tokens = request.max_tokens if request.max_tokens > 0 else self.cfg.max_tokens
-        limit = self.cfg.n_ctx - max_tokens
+        max_tokens = request.max_tokens if request.max_tokens > 0 else self.max_tokens
+        limit = self.n_ctx - max_tokens
         if len(tokens) > limit:
             raise _RequestError(
-                f"prompt of {len(tokens)} tokens exceeds context: n_ctx {self.cfg.n_ctx} - max_tokens {max_tokens} leaves {limit}"
+                f"prompt of {len(tokens)} tokens exceeds context: n_ctx {self.n_ctx} - max_tokens {max_tokens} leaves {limit}"
             )
-        temperature = self.cfg.temperature if request.temperature is None else request.temperature
+        temperature = self.temperature if request.temperature is None else request.temperature
         return _Prepared(
             tokens=tokens,
             stop=stops,
             max_tokens=max_tokens,
             temperature=max(float(temperature), 0.0),
-            top_p=float(self.cfg.top_p),
-            seed=int(self.cfg.seed if request.seed is None else request.seed),
+            top_p=self.top_p,
+            seed=int(self.seed if request.seed is None else request.seed),
             grammar=self._grammar(request.json_schema) if request.json_schema is not None else None,
         )
 
@@ -252,40 +262,38 @@ class LlamaCppLLM:
         # same settings as the high-level context (flash attention, KV types, rope from the GGUF),
         # so both paths compute alike; every sequence gets its own n_ctx cells (one KV stream each)
         params = type(self._llama.context_params).from_buffer_copy(self._llama.context_params)
-        if os.environ.get("XFA"): params.flash_attn_type = int(os.environ["XFA"])
-        if os.environ.get("XUNI"): params.kv_unified = True
-        params.n_ctx = self.cfg.n_ctx * self.parallel
-        params.n_batch = self.cfg.n_batch
-        params.n_ubatch = self.cfg.n_batch
+        params.n_ctx = self.n_ctx * self.parallel
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_batch
         params.n_seq_max = self.parallel
-        params.kv_unified = bool(os.environ.get('XUNI'))
+        params.kv_unified = False
         params.n_threads = self.n_threads
         params.n_threads_batch = self.n_threads
         params.no_perf = True
         self._ctx = _internals.LlamaContext(model=self._llama._model, params=params, verbose=False)
         ctx = self._ctx.ctx
         per_seq = lc.llama_n_ctx_seq(ctx)
-        if per_seq < self.cfg.n_ctx:
-            raise RuntimeError(f"batched context gives {per_seq} tokens per sequence, fewer than n_ctx {self.cfg.n_ctx}")
+        if per_seq < self.n_ctx:
+            raise RuntimeError(f"batched context gives {per_seq} tokens per sequence, fewer than n_ctx {self.n_ctx}")
         adapter = getattr(self._llama, "_lora_adapter", None)
         if adapter is not None:
             adapters = (lc.llama_adapter_lora_p_ctypes * 1)(adapter)
             scales = (ctypes.c_float * 1)(self._llama.lora_scale)
             if lc.llama_set_adapters_lora(ctx, adapters, 1, scales):
                 raise RuntimeError("failed to attach the LoRA adapter to the batched context")
-        self._batch = lc.llama_batch_init(self.cfg.n_batch, 0, 1)
+        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
         self._slots = [_Slot(seq_id=i) for i in range(self.parallel)]
         log.debug("batched context: %d sequences x %d tokens", self.parallel, per_seq)
 
-    def _make_sampler(self, prep: _Prepared) -> Any:
+    def _make_samplers(self, prep: _Prepared) -> tuple[Any, Any]:
+        """The sampler chain (as the high-level path builds it, minus the grammar) and the grammar sampler."""
         lc = self._lc
-        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
+        grammar = None
         if prep.grammar is not None:
             grammar = lc.llama_sampler_init_grammar(self._vocab, prep.grammar.encode("utf-8"), b"root")
             if not grammar:
-                lc.llama_sampler_free(chain)
                 raise _RequestError("llama.cpp could not parse the JSON-schema grammar")
-            lc.llama_sampler_chain_add(chain, grammar)
+        chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         if prep.temperature <= 0.0:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_greedy())
         else:
@@ -294,7 +302,51 @@ class LlamaCppLLM:
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_min_p(_MIN_P, 1))
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_temp(prep.temperature))
             lc.llama_sampler_chain_add(chain, lc.llama_sampler_init_dist(prep.seed & 0xFFFFFFFF))
-        return chain
+        return chain, grammar
+
+    def _apply(self, sampler: Any, logits: Any, grammar: Any = None) -> int:
+        """Run ``grammar`` (if any) then ``sampler`` over the whole vocabulary; return the selected token."""
+        import numpy as np
+
+        lc = self._lc
+        if self._candidates is None:
+            dtype = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+            self._candidates = np.empty(self._n_vocab, dtype=dtype)
+            self._token_ids = np.arange(self._n_vocab, dtype=np.int32)
+        candidates = self._candidates
+        candidates["id"] = self._token_ids
+        candidates["logit"] = np.ctypeslib.as_array(logits, shape=(self._n_vocab,))
+        candidates["p"] = 0.0
+        array = lc.llama_token_data_array(
+            data=candidates.ctypes.data_as(lc.llama_token_data_p), size=self._n_vocab, selected=-1, sorted=False
+        )
+        if grammar is not None:
+            lc.llama_sampler_apply(grammar, ctypes.byref(array))
+        lc.llama_sampler_apply(sampler, ctypes.byref(array))
+        return int(array.data[array.selected].id)
+
+    def _allowed(self, grammar: Any, token: int) -> bool:
+        lc = self._lc
+        single = (lc.llama_token_data * 1)(lc.llama_token_data(token, 1.0, 0.0))
+        array = lc.llama_token_data_array(data=single, size=1, selected=-1, sorted=False)
+        lc.llama_sampler_apply(grammar, ctypes.byref(array))
+        return single[0].logit != float("-inf")
+
+    def _sample(self, job: _Job, index: int) -> int:
+        """Next token of ``job`` from row ``index`` of the last decode."""
+        lc, ctx = self._lc, self._ctx.ctx
+        if job.grammar is None:
+            return lc.llama_sampler_sample(job.sampler, ctx, index)
+        # Masking the whole vocabulary with the grammar costs ~8 ms a token here (more than a decode
+        # step of a small model), so sample first and check only the chosen token, as llama-server
+        # does; the full mask is applied only when the grammar rejects it. Greedy results are the same.
+        logits = lc.llama_get_logits_ith(ctx, index)
+        token = self._apply(job.sampler, logits)
+        if not self._allowed(job.grammar, token):
+            token = self._apply(job.sampler, logits, job.grammar)
+        lc.llama_sampler_accept(job.grammar, token)
+        lc.llama_sampler_accept(job.sampler, token)
+        return token
 
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
@@ -317,12 +369,18 @@ class LlamaCppLLM:
                 lc.llama_memory_seq_rm(mem, slot.seq_id, -1, -1)
                 keep = 0
             del slot.cached[keep:]
-        slot.job = _Job(position=position, prep=prep, sampler=self._make_sampler(prep), started=time.perf_counter(), fed=keep)
+        sampler, grammar = self._make_samplers(prep)
+        slot.job = _Job(position=position, prep=prep, sampler=sampler, grammar=grammar, started=time.perf_counter(), fed=keep)
         return keep
+
+    def _free_samplers(self, job: _Job) -> None:
+        self._lc.llama_sampler_free(job.sampler)
+        if job.grammar is not None:
+            self._lc.llama_sampler_free(job.grammar)
 
     def _release(self, slot: _Slot, clear: bool = False) -> None:
         if slot.job is not None:
-            self._lc.llama_sampler_free(slot.job.sampler)
+            self._free_samplers(slot.job)
             slot.job = None
         if clear:
             self._lc.llama_memory_seq_rm(self._ctx.memory, slot.seq_id, -1, -1)
@@ -330,7 +388,7 @@ class LlamaCppLLM:
 
     def _fill_batch(self, active: list[_Slot]) -> int:
         """Queue one token per decoding sequence, then as many prompt tokens as fit; return the count."""
-        batch, capacity = self._batch, self.cfg.n_batch
+        batch, capacity = self._batch, self.n_batch
         n = 0
 
         def add(slot: _Slot, token: int, logits: bool) -> None:
@@ -368,7 +426,7 @@ class LlamaCppLLM:
         """Sample this slot's next token; return its response when it has finished."""
         job = slot.job
         index, job.out_index = job.out_index, None
-        token = self._lc.llama_sampler_sample(job.sampler, self._ctx.ctx, index)
+        token = self._sample(job, index)
         finish = None
         text = None
         if self._lc.llama_vocab_is_eog(self._vocab, token):
@@ -465,7 +523,7 @@ class LlamaCppLLM:
         if self._ctx is not None:
             for slot in self._slots:
                 if slot.job is not None:
-                    self._lc.llama_sampler_free(slot.job.sampler)
+                    self._free_samplers(slot.job)
                     slot.job = None
             self._lc.llama_batch_free(self._batch)
             self._ctx.close()

@@ -61,7 +61,7 @@ def discover_documents(ingest_cfg: Any, root: Path) -> tuple[list[Path], list[tu
 
 def read_pdf(path: Path, password: str | None, min_chars_per_page: int) -> list[Page]:
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
     try:
         reader = PdfReader(str(path))
@@ -75,7 +75,17 @@ def read_pdf(path: Path, password: str | None, min_chars_per_page: int) -> list[
         raise
     except FileNotDecryptedError:
         raise DocumentSkipped("encrypted PDF (set ingest.pdf_password)") from None
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError) as exc:
+    except (
+        PyPdfError,  # PdfReadError, PdfStreamError, LimitReachedError (reference loops), ...
+        DependencyError,  # e.g. AES encryption without the cryptography package
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        NotImplementedError,  # a damaged /Filter name
+        RecursionError,
+    ) as exc:
         raise DocumentSkipped(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
     if not texts:
         raise DocumentSkipped("PDF has no pages")

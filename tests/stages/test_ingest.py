@@ -294,3 +294,16 @@ def test_relative_document_paths_are_taken_from_paths_root(
     cfg = composed_cfg(["ingest.documents=[tests/conftest.py]", "ingest.extensions=[.py]"])
     files, _ = discover_documents(cfg.ingest, repo_root)
     assert files == [repo_root / "tests" / "conftest.py"]
+
+
+def test_pdf_with_a_damaged_stream_filter_is_skipped_not_crashing(tmp_path: Path, run_ingest) -> None:
+    # pypdf raises NotImplementedError for an unknown /Filter; it used to escape the stage
+    data = build_manual_pdf(tmp_path / "good.pdf").read_bytes()
+    assert b"/FlateDecode" in data
+    damaged = tmp_path / "damaged.pdf"
+    damaged.write_bytes(data.replace(b"/FlateDecode", b"/FlateDeco$e"))  # same length: offsets stay valid
+    (tmp_path / "ok.md").write_text("A readable note about the impeller.", encoding="utf-8")
+    records, report, _ = run_ingest([damaged, tmp_path / "ok.md"])
+    assert [Path(r["source"]).name for r in records] == ["ok.md"]
+    assert report["skipped"][0]["file"] == str(damaged)
+    assert report["skipped"][0]["reason"].startswith("unreadable PDF (NotImplementedError")

@@ -1,0 +1,55 @@
+"""Compare runs: ``python -m runner.compare [--experiment NAME] [--csv FILE]``.
+
+Prints one row per run with the params that differ between runs and the eval metrics,
+and writes the same table as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from runner.tracking import resolve_tracking_uri
+
+KEY_METRICS = ("metrics.eval/probes/rougeL/delta", "metrics.eval/probes/fact_recall/delta", "metrics.eval/valid/loss/delta", "metrics.answer/retrieval/ensemble/hit_at_4")
+
+
+def compare_table(experiment: str, tracking_uri: str, max_runs: int = 200):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[experiment], max_results=max_runs, order_by=["attributes.start_time DESC"])
+    if runs.empty:
+        return runs
+    params = [c for c in runs.columns if c.startswith("params.") and runs[c].nunique(dropna=False) > 1]
+    metrics = [c for c in runs.columns if c.startswith("metrics.eval/") and c.endswith("/delta")]
+    metrics += [c for c in KEY_METRICS if c in runs.columns and c not in metrics]
+    columns = ["run_id", "tags.mlflow.runName", "status", "tags.mlflow.parentRunId"] + params + metrics
+    table = runs[[c for c in columns if c in runs.columns]].copy()
+    table.columns = [c.removeprefix("params.").removeprefix("metrics.").removeprefix("tags.") for c in table.columns]
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runner.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="doc2lora")
+    parser.add_argument("--csv", default="outputs/compare.csv")
+    parser.add_argument("--tracking-uri", default=None)
+    args = parser.parse_args(argv)
+    table = compare_table(args.experiment, args.tracking_uri or resolve_tracking_uri(None, Path("mlruns")))
+    if table.empty:
+        print(f"no runs in experiment {args.experiment!r}", file=sys.stderr)
+        return 1
+    Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.csv, index=False)
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", 50, "display.width", 200, "display.max_colwidth", 40):
+        print(table.to_string(index=False))
+    print(f"\nwritten {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Prepare model: GGUF -> Hugging Face folder (once per session), hf_path by reference, MLX-quantized copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import pytest
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import ConfigError
+from runner.models import resolve_gguf
+from runner.schema import RunConfig
+from runner.stage import StageContext
+from runner.stages import prepare_model
+from runner.stages.prepare_model import INFO_FILE, legacy_rope_keys, mlx_model_dir, model_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The typed schema with test overrides (no Hydra composition needed for a single stage)."""
+    return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(list(overrides)))
+
+
+def stage_context(cfg: DictConfig, work_dir: Path, inputs: dict[str, Path] | None = None, sink: list | None = None) -> StageContext:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    sink = [] if sink is None else sink
+    return StageContext(
+        name=work_dir.name,
+        cfg=cfg,
+        root=REPO_ROOT,
+        work_dir=work_dir,
+        inputs=inputs or {},
+        log_metrics=lambda metrics, step=None: sink.append((step, dict(metrics))),
+    )
+
+
+def prepare_smollm2(base: Path) -> tuple[Path, Any]:
+    """Convert the embedded SmolLM2 GGUF once per test session; return (stage dir, its StageResult or None)."""
+    try:
+        resolve_gguf("embedded:smollm2", REPO_ROOT)
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    stage_dir = base / "prepare_model_smollm2"
+    with FileLock(str(base / "prepare_model_smollm2.lock")):
+        if (stage_dir / INFO_FILE).is_file():
+            return stage_dir, None
+        result = prepare_model.run(tiny_config(), stage_context(tiny_config(), stage_dir))
+        return stage_dir, result
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    return prepare_smollm2(tmp_path_factory.getbasetemp())
+
+
+def test_gguf_converts_to_a_float32_hf_folder_with_legacy_rope_keys(converted: tuple[Path, Any]) -> None:
+    stage_dir, result = converted
+    hf = model_dir(stage_dir)
+    assert hf == stage_dir / "hf"
+    assert (hf / "model.safetensors").is_file() and (hf / "tokenizer.json").is_file()
+    config = json.loads((hf / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == 100000.0  # not mlx-lm's default 10000
+
+    info = json.loads((stage_dir / INFO_FILE).read_text())
+    assert info["source"] == "gguf" and info["num_layers"] == 30
+    assert 130e6 < info["parameters"] < 140e6
+    assert mlx_model_dir(stage_dir) is None
+    if result is not None:  # this module did the conversion
+        assert result.artifacts == [INFO_FILE]
+        assert result.metrics["seconds"] > 0 and result.metrics["parameters"] == info["parameters"]
+
+
+def test_converted_tokenizer_keeps_the_chat_template(converted: tuple[Path, Any]) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(converted[0]))
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert "<|im_start|>user\nhi<|im_end|>" in text and text.endswith("<|im_start|>assistant\n")
+
+
+def test_hf_path_is_referenced_not_copied(converted: tuple[Path, Any], tmp_path: Path) -> None:
+    source = model_dir(converted[0])
+    cfg = tiny_config([f"model.hf_path={source}"])
+    result = prepare_model.run(cfg, stage_context(cfg, tmp_path / "prepare_model"))
+    stage_dir = tmp_path / "prepare_model"
+    assert model_dir(stage_dir) == source.resolve()
+    copied = sum(p.stat().st_size for p in stage_dir.iterdir() if p.is_file() and not p.is_symlink())
+    assert copied < 100_000  # model_info.json only; "hf" is at most a symlink
+    assert result.metrics["parameters"] == json.loads((converted[0] / INFO_FILE).read_text())["parameters"]
+    assert result.metrics["seconds"] < 10
+
+
+def test_quantize_bits_writes_an_mlx_copy(converted: tuple[Path, Any], tmp_path: Path) -> None:
+    pytest.importorskip("mlx_lm")
+    cfg = tiny_config([f"model.hf_path={model_dir(converted[0])}", "train.quantize.bits=4", "train.quantize.group_size=64"])
+    stage_dir = tmp_path / "prepare_model"
+    prepare_model.run(cfg, stage_context(cfg, stage_dir))
+    quantized = mlx_model_dir(stage_dir)
+    assert quantized == stage_dir / "mlx"
+    config = json.loads((quantized / "config.json").read_text())
+    assert config["quantization"]["bits"] == 4 and config["quantization"]["group_size"] == 64
+    assert config["rope_theta"] == 100000.0
+    info = json.loads((stage_dir / INFO_FILE).read_text())
+    assert info["quantize"] == {"bits": 4, "group_size": 64}
+
+
+def test_missing_hf_path_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tiny_config([f"model.hf_path={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match="model.hf_path"):
+        prepare_model.run(cfg, stage_context(cfg, tmp_path / "prepare_model"))
+
+
+def test_legacy_rope_keys() -> None:
+    assert legacy_rope_keys({"rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}}) == {"rope_theta": 5e5}
+    scaled = {"rope_parameters": {"rope_theta": 5e5, "rope_type": "llama3", "factor": 8.0}}
+    assert legacy_rope_keys(scaled) == {"rope_theta": 5e5, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
+    assert legacy_rope_keys({"rope_theta": 1e4, "rope_parameters": {"rope_theta": 1e4}}) == {}
+    assert legacy_rope_keys({"model_type": "x"}) == {}
