@@ -29,8 +29,6 @@ from runner.llm.llama_cpp import LlamaCppLLM  # noqa: E402
 from runner.models import resolve_gguf  # noqa: E402
 from runner.schema import LLMConfig  # noqa: E402
 
-log = logging.getLogger("bench.generate")
-
 TOPIC = "Quillstream Relay"
 SYSTEM = "You write short, specific exam questions about the {topic} manual. Reply with JSON only."
 USER = (
@@ -81,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--threads", type=int, default=None, help="default: all cores")
+    parser.add_argument("--repeat", type=int, default=1, help="alternating rounds; the best time of each mode counts")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generate.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -110,14 +109,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         llm.chat(warmup)
         list(llm.chat_many([warmup]))
 
-        started = time.perf_counter()
-        sequential = [llm.chat(request) for request in requests]
-        sequential_wall = time.perf_counter() - started
+        # alternating rounds, best wall time of each: on a shared machine a neighbour's burst
+        # can slow one phase several-fold
+        sequential_walls, batched_walls = [], []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            sequential = [llm.chat(request) for request in requests]
+            sequential_walls.append(time.perf_counter() - started)
 
-        started = time.perf_counter()
-        batched_by_position = dict(llm.chat_many(requests))
-        batched_wall = time.perf_counter() - started
-        batched = [batched_by_position[i] for i in range(len(requests))]
+            started = time.perf_counter()
+            batched_by_position = dict(llm.chat_many(requests))
+            batched_walls.append(time.perf_counter() - started)
+            batched = [batched_by_position[i] for i in range(len(requests))]
+        sequential_wall, batched_wall = min(sequential_walls), min(batched_walls)
     finally:
         llm.close()
 
@@ -132,8 +136,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "parallel": args.parallel,
         "max_tokens": args.max_tokens,
         "temperature": 0.0,
+        "repeat": args.repeat,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "sequential": _summary(sequential, sequential_wall),
         "batched": _summary(batched, batched_wall),
+        "sequential_walls_s": [round(w, 3) for w in sequential_walls],
+        "batched_walls_s": [round(w, 3) for w in batched_walls],
         "speedup": round(sequential_wall / batched_wall, 3),
         "identical_outputs": same,
         "differing": [{"chunk": i, "sequential": sequential[i].text, "batched": batched[i].text} for i in differing],

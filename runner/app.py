@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -36,8 +37,13 @@ def _run_info() -> RunInfo:
     )
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main_task(cfg: DictConfig) -> Optional[float]:
     """Run one job; print a single readable line and exit 2 on a user error."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # kill / a scheduler's stop: end the run as KILLED
     try:
         validate(cfg)
         summary = run_pipeline(cfg, _run_info())

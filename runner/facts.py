@@ -23,8 +23,12 @@ _IDENTIFIER = re.compile(
     r"|(?:\b[A-Z]{2,}[A-Z0-9]*\b)"
     r"|(?:\b[a-z]+[A-Z]\w*\b)"
 )
-# numbered section headings ("7.2 The QFL Filter Language") and short title-like lines
-_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?\s+[A-Z][^.!?]{0,70}|[A-Z][A-Za-z0-9 ,/&()-]{0,60}[A-Za-z)])$")
+# numbered section headings ("7.2 The QFL Filter Language") and Markdown headings ("## Limits")
+_HEADING = re.compile(r"^(?:\d+(?:\.\d+)*\.?\s+[A-Z][^.!?]{0,70}|#{1,6}\s.*)$")
+# short title-like lines ("Lantern cache"); a wrapped line of a sentence can look the same (see _is_heading)
+_TITLE = re.compile(r"^[A-Z][A-Za-z0-9 ,/&()-]{0,60}[A-Za-z)]$")
+# a line ending with one of these words is the first part of a wrapped sentence, never a title
+_CONNECTIVES = frozenset("a an the and or but nor of to in on at by for with from as is are was were than that".split())
 _FACT_CUES = re.compile(
     r"\b(default|defaults|maximum|minimum|max|min|limit|at most|at least|up to|must|required|"
     r"listens|port|timeout|retries|retry|version|introduced|deprecated|changed|error|code|command|"
@@ -61,11 +65,15 @@ def split_sentences(text: str) -> list[str]:
             units.extend(s.strip() for s in _SENTENCE_END.split(normalize_whitespace(" ".join(block))) if s.strip())
             block.clear()
 
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
         if not line.strip():
             flush()
-        elif _HEADING.match(line.strip()):
+        elif _is_heading(line.strip(), lines[index + 1] if index + 1 < len(lines) else ""):
             flush()  # a heading is never part of the sentence that follows it
+        elif line.count("|") >= 2:
+            flush()  # a table row is its own (debris) unit, never glued to the sentence after it
+            units.append(normalize_whitespace(line))
         elif _BULLET.match(line):
             flush()
             block.append(_BULLET.sub("", line))
@@ -75,6 +83,17 @@ def split_sentences(text: str) -> list[str]:
     return units
 
 
+def _is_heading(line: str, next_line: str) -> bool:
+    """A numbered or Markdown heading, or a title-like line that is not part of a hard-wrapped sentence."""
+    if _HEADING.match(line):
+        return True
+    if not _TITLE.match(line):
+        return False
+    # PDF text is hard-wrapped: "The relay listens on port 7460 and" is the start of a sentence, not a title
+    wrapped = line.rsplit(None, 1)[-1].lower() in _CONNECTIVES or next_line.strip()[:1].islower()
+    return not wrapped
+
+
 def key_terms(text: str) -> set[str]:
     """Numbers and identifiers in ``text``, lower-cased, trailing punctuation removed."""
     terms = {m.group(0) for m in _NUMBER.finditer(text)}
@@ -82,6 +101,14 @@ def key_terms(text: str) -> set[str]:
     terms |= set(numbers_in(text))
     cleaned = {t.strip(".,;:()'\"`").lower() for t in terms}
     return {t for t in cleaned if len(t) >= 1 and t not in _STOPWORDS and not (t.isdigit() and len(t) == 1 and t in "01")}
+
+
+def comparable_terms(text: str) -> set[str]:
+    """``key_terms`` with thousands separators removed, for comparing two texts' terms.
+
+    Compare term sets, not substrings: "3" (nodes) must not count as present in "port 7311".
+    """
+    return {term.replace(",", "") for term in key_terms(text)}
 
 
 def numbers_in(text: str) -> list[str]:

@@ -6,7 +6,7 @@ import re
 import string
 from collections import Counter
 
-from runner.facts import key_terms
+from runner.facts import comparable_terms
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -45,9 +45,8 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def fact_recall(prediction: str, reference: str) -> float:
-    """Share of the reference's key terms (numbers, identifiers, commands) present in the prediction."""
-    terms = key_terms(reference)
+    """Share of the reference's key terms (numbers, identifiers, commands) that are also key terms of the prediction."""
+    terms = comparable_terms(reference)
     if not terms:
         return float("nan")
-    text = prediction.lower().replace(",", "")
-    return sum(term.replace(",", "") in text for term in terms) / len(terms)
+    return len(terms & comparable_terms(prediction)) / len(terms)

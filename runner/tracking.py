@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -96,6 +97,16 @@ def check_server(uri: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def git_commit(cwd: Path) -> str:
     try:
         out = subprocess.run(
@@ -125,12 +136,32 @@ class Tracker:
                 if client.get_experiment_by_name(experiment) is None:
                     raise
         mlflow.set_experiment(experiment)
+        self.experiment = experiment
         self.run_id: Optional[str] = None
 
     def start(self, run_name: str, tags: Mapping[str, str], parent_run_id: Optional[str] = None) -> str:
-        run = self.mlflow.start_run(run_name=run_name, tags=dict(tags), parent_run_id=parent_run_id)
+        self.reap_dead_runs()
+        owner = {"runner.host": socket.gethostname(), "runner.pid": str(os.getpid())}
+        run = self.mlflow.start_run(run_name=run_name, tags={**tags, **owner}, parent_run_id=parent_run_id)
         self.run_id = run.info.run_id
         return self.run_id
+
+    def reap_dead_runs(self) -> None:
+        """Mark KILLED the RUNNING runs whose process on this host is gone (kill -9, power loss)."""
+        client = self.mlflow.tracking.MlflowClient()
+        experiment = self.mlflow.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            return
+        host = socket.gethostname()
+        running = client.search_runs(
+            [experiment.experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+        for run in running:
+            tags = run.data.tags
+            pid = tags.get("runner.pid")
+            if tags.get("runner.host") == host and pid and pid.isdigit() and not _process_alive(int(pid)):
+                client.set_terminated(run.info.run_id, "KILLED")
+                log.warning("marked MLflow run %s KILLED: its process %s is gone", run.info.run_id, pid)
 
     def log_params(self, params: Mapping[str, str]) -> None:
         self.mlflow.log_params(dict(params))

@@ -162,6 +162,7 @@ def _train_mlx(job: TrainJob, emit: Emit) -> dict[str, Any]:
     train_data = CacheDataset(train_set)
     val_data = CacheDataset(valid_set) if len(valid_set) else None
     eval_batch = min(job.batch_size, len(valid_set)) if len(valid_set) else 0
+    masked_loss = _mlx_masked_loss()
 
     model.freeze()
     n_layers = len(model.layers)
@@ -175,7 +176,7 @@ def _train_mlx(job: TrainJob, emit: Emit) -> dict[str, Any]:
         if val_data is None:
             return float("nan")
         np.random.seed(job.seed)  # the same validation batches before and after training
-        return evaluate(model, val_data, eval_batch, job.val_batches, max_seq_length=job.max_seq_length)
+        return evaluate(model, val_data, eval_batch, job.val_batches, max_seq_length=job.max_seq_length, loss=masked_loss)
 
     # LoRA B starts at zero, so this is the base model's loss
     loss_before = val_loss()
@@ -220,6 +221,7 @@ def _train_mlx(job: TrainJob, emit: Emit) -> dict[str, Any]:
             train_dataset=train_data,
             val_dataset=val_data if job.batch_size <= len(valid_set) else None,
             args=args,
+            loss=masked_loss,
             training_callback=callback,
         )
         train_seconds = time.perf_counter() - train_started
@@ -241,6 +243,29 @@ def _train_mlx(job: TrainJob, emit: Emit) -> dict[str, Any]:
         "resumed_from": float(start),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _mlx_masked_loss() -> Callable:
+    """mlx-lm's ``default_loss`` without its off-by-one: it also scores one padding token per sequence.
+
+    Its mask keeps targets at positions ``offset .. length`` (token ``length`` is the
+    padding, id 0); with SmolLM2 that single extra target added ~0.85 to the base model's
+    validation loss and made most of the "improvement" after a few steps. Here only the
+    real tokens ``offset .. length-1`` count, as in the peft backend.
+    """
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    def loss(model: Any, batch: Any, lengths: Any) -> tuple[Any, Any]:
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        logits = model(inputs)
+        steps = mx.arange(1, targets.shape[1] + 1)  # position of each target token in the sequence
+        mask = mx.logical_and(steps >= lengths[:, 0:1], steps < lengths[:, 1:])
+        ce = nn.losses.cross_entropy(logits, targets) * mask
+        ntoks = mask.sum()
+        return ce.astype(mx.float32).sum() / ntoks, ntoks
+
+    return loss
 
 
 def _mlx_lora_keys(layer: Any, targets: Optional[list[str]], linear_types: tuple) -> Optional[list[str]]:
@@ -333,6 +358,7 @@ def _mlx_reporter(emit: Emit, offset: int) -> Any:
                 "train/loss": float(info["train_loss"]),
                 "train/learning_rate": float(info["learning_rate"]),
                 "train/tokens_per_second": float(info["tokens_per_second"]),
+                "train/iterations_per_second": float(info["iterations_per_second"]),
                 "train/peak_memory_gb": float(info["peak_memory"]),
             }
             emit({"kind": "metrics", "step": int(info["iteration"]) + offset, "values": values})
@@ -476,12 +502,13 @@ def _train_peft(job: TrainJob, emit: Emit) -> dict[str, Any]:
                         "train/loss": losses / steps,
                         "train/learning_rate": current_lr,
                         "train/tokens_per_second": rate,
+                        "train/iterations_per_second": steps / window_s if window_s else 0.0,
                         "train/peak_memory_gb": _torch_peak_memory_gb(device),
                     },
                 }
             )
             losses, n_tokens, steps, window_s = 0.0, 0, 0, 0.0
-        if it % job.save_every == 0 and it < job.iters:
+        if it % job.save_every == 0:
             _save_peft_checkpoint(model, optimizer, scheduler, Path(job.checkpoint_dir) / f"{it:07d}", it)
 
     adapter_dir = Path(job.adapter_dir)

@@ -3,9 +3,10 @@
 ``chat`` runs one request through llama-cpp-python's high-level ``Llama``. ``chat_many`` with
 ``llm.parallel > 1`` decodes up to ``parallel`` sequences together in a second, low-level context
 that shares the same weights: each sequence has its own slot (``seq_id``), its own sampler chain
-(grammar included) and, when it finishes, its slot takes the next pending request while the
+and grammar sampler and, when it finishes, its slot takes the next pending request while the
 others keep decoding (continuous batching). A slot keeps the KV cells of the prompt prefix it
 shares with its next request (e.g. the system prompt), so that prefix is not evaluated again.
+With ``parallel == 1`` both methods use the high-level path.
 
 Not thread-safe: use one instance from one thread.
 """
@@ -87,7 +88,12 @@ def _find_stop(text: str, stops: Sequence[str]) -> int:
 
 
 class LlamaCppLLM:
-    """In-process llama.cpp model (GGUF), optionally with a GGUF LoRA adapter."""
+    """In-process llama.cpp model (GGUF), optionally with a GGUF LoRA adapter.
+
+    ``stats`` is cumulative: requests, errors, prompt_tokens (of which prompt_tokens_cached were
+    reused from a slot's KV cache in the batched path), completion_tokens, and seconds spent
+    generating, so callers can log tokens per second.
+    """
 
     def __init__(self, model_path: Path | str, llm_cfg: Any, lora_path: Path | str | None = None, chat_format: str | None = None):
         import llama_cpp
@@ -97,6 +103,7 @@ class LlamaCppLLM:
         # plain values: read once per token, and OmegaConf attribute access is slow
         self.n_ctx = int(llm_cfg.n_ctx)
         self.n_batch = int(llm_cfg.n_batch)
+        self._capacity = max(self.n_batch, int(llm_cfg.parallel))  # room for one token of every sequence
         self.max_tokens = int(llm_cfg.max_tokens)
         self.temperature = float(llm_cfg.temperature)
         self.top_p = float(llm_cfg.top_p)
@@ -197,10 +204,17 @@ class LlamaCppLLM:
             grammar=self._grammar(request.json_schema) if request.json_schema is not None else None,
         )
 
-    def _record(self, response: ChatResponse, cached: int = 0) -> ChatResponse:
+    @staticmethod
+    def _describe(exc: Exception) -> str:
+        """Error text for a failed request; unexpected failures are logged with their traceback."""
+        if isinstance(exc, _RequestError):
+            return str(exc)
+        log.warning("llama.cpp request failed: %s: %s", type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+        return f"{type(exc).__name__}: {exc}"
+
+    def _record(self, response: ChatResponse) -> ChatResponse:
         self.stats["requests"] += 1
         self.stats["prompt_tokens"] += response.prompt_tokens
-        self.stats["prompt_tokens_cached"] += cached
         self.stats["completion_tokens"] += response.completion_tokens
         if not response.ok:
             self.stats["errors"] += 1
@@ -235,8 +249,7 @@ class LlamaCppLLM:
                 finish_reason="length" if choice["finish_reason"] == "length" else "stop",
             )
         except Exception as exc:  # one bad request must not stop a stage
-            log.debug("llama.cpp request failed", exc_info=True)
-            response = ChatResponse("", finish_reason="error", error=str(exc) if isinstance(exc, _RequestError) else f"{type(exc).__name__}: {exc}")
+            response = ChatResponse("", finish_reason="error", error=self._describe(exc))
         response.seconds = time.perf_counter() - started
         self.stats["seconds"] += response.seconds
         return self._record(response)
@@ -263,8 +276,8 @@ class LlamaCppLLM:
         # so both paths compute alike; every sequence gets its own n_ctx cells (one KV stream each)
         params = type(self._llama.context_params).from_buffer_copy(self._llama.context_params)
         params.n_ctx = self.n_ctx * self.parallel
-        params.n_batch = self.n_batch
-        params.n_ubatch = self.n_batch
+        params.n_batch = self._capacity
+        params.n_ubatch = self._capacity
         params.n_seq_max = self.parallel
         params.kv_unified = False
         params.n_threads = self.n_threads
@@ -281,7 +294,7 @@ class LlamaCppLLM:
             scales = (ctypes.c_float * 1)(self._llama.lora_scale)
             if lc.llama_set_adapters_lora(ctx, adapters, 1, scales):
                 raise RuntimeError("failed to attach the LoRA adapter to the batched context")
-        self._batch = lc.llama_batch_init(self.n_batch, 0, 1)
+        self._batch = lc.llama_batch_init(self._capacity, 0, 1)
         self._slots = [_Slot(seq_id=i) for i in range(self.parallel)]
         log.debug("batched context: %d sequences x %d tokens", self.parallel, per_seq)
 
@@ -388,7 +401,7 @@ class LlamaCppLLM:
 
     def _fill_batch(self, active: list[_Slot]) -> int:
         """Queue one token per decoding sequence, then as many prompt tokens as fit; return the count."""
-        batch, capacity = self._batch, self.n_batch
+        batch, capacity = self._batch, self._capacity
         n = 0
 
         def add(slot: _Slot, token: int, logits: bool) -> None:
@@ -455,8 +468,8 @@ class LlamaCppLLM:
     def _chat_batched(self, requests: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResponse]]:
         if self._busy:
             raise RuntimeError("chat_many is already running on this LlamaCppLLM")
-        self._busy = True
         self._ensure_context()
+        self._busy = True
         queue = deque(enumerate(requests))
         ready: list[tuple[int, ChatResponse]] = []
         work_s = 0.0
@@ -474,8 +487,7 @@ class LlamaCppLLM:
                             cached = self._start(slot, position, prep)
                             self.stats["prompt_tokens_cached"] += cached
                         except Exception as exc:
-                            log.debug("llama.cpp request failed", exc_info=True)
-                            message = str(exc) if isinstance(exc, _RequestError) else f"{type(exc).__name__}: {exc}"
+                            message = self._describe(exc)
                             ready.append((position, self._record(ChatResponse("", finish_reason="error", error=message))))
                 active = [slot for slot in self._slots if slot.job is not None]
                 if not active:
@@ -499,8 +511,7 @@ class LlamaCppLLM:
                     try:
                         response = self._advance(slot)
                     except Exception as exc:
-                        log.debug("llama.cpp sampling failed", exc_info=True)
-                        response = ChatResponse("", finish_reason="error", error=f"{type(exc).__name__}: {exc}",
+                        response = ChatResponse("", finish_reason="error", error=self._describe(exc),
                                                 seconds=time.perf_counter() - slot.job.started)
                         position = slot.job.position
                         self._release(slot, clear=True)

@@ -83,6 +83,9 @@ class OpenAICompatLLM:
             except requests.ConnectionError as exc:
                 last_error = f"connection failed ({type(exc).__name__})"
                 continue
+            except requests.RequestException as exc:  # e.g. a reply cut off mid-body (ChunkedEncodingError)
+                last_error = f"request failed ({type(exc).__name__}: {exc})"[:300]
+                continue
             if reply.status_code in _RETRY_STATUS:
                 last_error = f"HTTP {reply.status_code}"
                 continue
@@ -101,6 +104,8 @@ class OpenAICompatLLM:
             choice = body["choices"][0]
             text = choice["message"].get("content") or ""
         except (ValueError, KeyError, IndexError, TypeError):
+            with self._lock:
+                self.stats["errors"] += 1
             return ChatResponse("", finish_reason="error", error=f"malformed response: {reply.text[:200]!r}", seconds=seconds)
         usage = body.get("usage") or {}
         response = ChatResponse(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from runner.errors import LLMError
-from runner.facts import key_terms, numbers_in
+from runner.facts import comparable_terms, numbers_in
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, response_fields, run_resumable
@@ -38,16 +38,17 @@ CHARS_PER_TOKEN = 4  # budget estimate; exact token counts depend on the answeri
 def build_context(ranked_chunks: list[dict[str, Any]], max_tokens: int) -> tuple[str, list[str]]:
     """Concatenate retrieved chunks, best first, within the token budget (at least one chunk)."""
     budget = max_tokens * CHARS_PER_TOKEN
+    separator = "\n\n"
     parts, ids, used = [], [], 0
     for chunk in ranked_chunks:
         text = chunk["text"]
-        if parts and used + len(text) > budget:
+        if parts and used + len(separator) + len(text) > budget:
             break
-        text = text[: max(budget - used, 0)] if not parts else text
+        text = text[:budget] if not parts else text
+        used += len(text) + (len(separator) if parts else 0)
         parts.append(text)
         ids.append(chunk["chunk_id"])
-        used += len(text)
-    return "\n\n".join(parts), ids
+    return separator.join(parts), ids
 
 
 def with_fact(context: tuple[str, list[str]], question: dict[str, Any], ans_cfg: Any) -> tuple[str, list[str]]:
@@ -75,11 +76,10 @@ def answer_reason(answer: str, finish_reason: str, fact: str | None, context: st
 
 def is_grounded(answer: str, fact: str) -> bool:
     """An answer is grounded when it holds at least one key term (number, identifier) of its fact."""
-    terms = key_terms(fact)
+    terms = comparable_terms(fact)
     if not terms:
         return True  # nothing checkable in the fact
-    answer_lower = answer.lower()
-    return any(term in answer_lower for term in terms)
+    return bool(terms & comparable_terms(answer))  # sets, not substrings: "3" is not in "7311"
 
 
 def messages_for(question: str, context: str, prompts: Any, topic: str) -> list[dict[str, str]]:

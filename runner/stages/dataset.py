@@ -54,10 +54,15 @@ def split_records(records: list[dict[str, Any]], valid_fraction: float, split_by
     for group in order:
         if size >= target:
             break
-        if size + len(groups[group]) > target and size > 0:
-            continue
+        if size + len(groups[group]) > target:
+            continue  # a group that overshoots could take most records (or all of them) into valid
         valid_groups.add(group)
         size += len(groups[group])
+    if target and not valid_groups and len(order) > 1:
+        # every group is larger than the target: the smallest one still gives a validation set
+        smallest = min(order, key=lambda g: len(groups[g]))
+        if len(groups[smallest]) <= len(records) - len(groups[smallest]):
+            valid_groups.add(smallest)
     train = [r for g in order if g not in valid_groups for r in groups[g]]
     train_questions = {_normalize(r["question"]) for r in train}
     valid = [r for g in order if g in valid_groups for r in groups[g] if _normalize(r["question"]) not in train_questions]
@@ -75,7 +80,8 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     ds = cfg.dataset
     train, valid = split_records(answered, ds.valid_fraction, ds.split_by, ds.seed)
     write_jsonl(ctx.work_dir / TRAIN_FILE, (format_record(r["question"], r["answer"], ds.format) for r in train))
-    write_jsonl(ctx.work_dir / VALID_FILE, (format_record(r["question"], r["answer"], ds.format) for r in valid))
+    if valid:  # mlx-lm's loader fails on an empty file (IndexError); a missing one means "no validation"
+        write_jsonl(ctx.work_dir / VALID_FILE, (format_record(r["question"], r["answer"], ds.format) for r in valid))
     provenance = [_provenance("train", i, r) for i, r in enumerate(train)] + [_provenance("valid", i, r) for i, r in enumerate(valid)]
     write_jsonl(ctx.work_dir / PROVENANCE_FILE, provenance)
     answer_chars = [len(r["answer"]) for r in answered] or [0]
@@ -91,6 +97,6 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     log.info("dataset: %d train / %d valid records (%s format)", len(train), len(valid), ds.format)
     return StageResult(
         metrics=metrics,
-        artifacts=[TRAIN_FILE, VALID_FILE, PROVENANCE_FILE],
-        datasets={"training": TRAIN_FILE, "validation": VALID_FILE},
+        artifacts=[TRAIN_FILE, PROVENANCE_FILE] + ([VALID_FILE] if valid else []),
+        datasets={"training": TRAIN_FILE, **({"validation": VALID_FILE} if valid else {})},
     )

@@ -148,7 +148,8 @@ def parse_questions(raw: str) -> list[str]:
             candidates = [str(q) for q in data if isinstance(q, (str, int, float)) and str(q).strip()]
             break
     if not candidates:
-        candidates = [line for line in raw.splitlines() if line.strip().endswith("?")]
+        # a line may close with quotes or bold markers after its "?" ('"What ...?"', '**What ...?**')
+        candidates = [line for line in raw.splitlines() if line.strip().rstrip("\"'*").endswith("?")]
     cleaned = [clean_question(q) for q in candidates]
     return [q for q in dict.fromkeys(cleaned) if q]
 

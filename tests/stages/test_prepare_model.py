@@ -21,8 +21,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The typed schema with test overrides (no Hydra composition needed for a single stage)."""
-    return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(list(overrides)))
+    """The typed schema plus the embedded model (what conf/model/smollm2.yaml sets) and test overrides."""
+    model = ["model.gguf_path=embedded:smollm2", "model.hf_path=null"]
+    return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(model + list(overrides)))
 
 
 def stage_context(cfg: DictConfig, work_dir: Path, inputs: dict[str, Path] | None = None, sink: list | None = None) -> StageContext:
