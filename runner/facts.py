@@ -40,7 +40,7 @@ _STOPWORDS = frozenset(
     that these those there their what which who whom whose when where why how do does did can could should would will
     shall may might must not no yes than too very so such into over under about after before between through during
     any each every all both few more most other some own same only just also you your we our they them he she his her
-    i me my use used using set sets get gets does list is there""".split()
+    i me my use used using set sets get gets does list is there many much""".split()
 )
 
 

@@ -38,6 +38,18 @@ def _document_fingerprint(cfg: DictConfig, root: Path) -> Any:
     return [[str(path), hash_file(path)] for path in files]
 
 
+def _model_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    from runner.stages.prepare_model import model_fingerprint
+
+    return model_fingerprint(cfg, root)
+
+
+def _train_code_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    from runner.stages.train import code_fingerprint
+
+    return code_fingerprint(cfg, root)
+
+
 def _probes_fingerprint(cfg: DictConfig, root: Path) -> Any:
     if not cfg.eval.probes:
         return None
@@ -65,8 +77,20 @@ STAGES: tuple[StageSpec, ...] = (
         resumable=True,
     ),
     StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer",)),
-    StageSpec("prepare_model", "runner.stages.prepare_model", ("model", "train.quantize")),
-    StageSpec("train", "runner.stages.train", ("train", "model", "dataset.format"), ("dataset", "prepare_model"), resumable=True),
+    StageSpec(
+        "prepare_model",
+        "runner.stages.prepare_model",
+        ("model.gguf_path", "model.hf_path", "train.quantize"),
+        fingerprint=_model_fingerprint,
+    ),
+    StageSpec(
+        "train",
+        "runner.stages.train",
+        ("train", "dataset.format"),
+        ("dataset", "prepare_model"),
+        resumable=True,
+        fingerprint=_train_code_fingerprint,
+    ),
     StageSpec(
         "eval",
         "runner.stages.evaluate",

@@ -1,8 +1,8 @@
 """Curate: drop bad generated questions automatically, keeping each dropped one with its reason.
 
 Filters, in order: configured patterns ("where can I find ..."), length, question form,
-no content term shared with the source chunk, a few-shot example's words that the source
-lacks (a small model copying the examples), near-duplicates (embedding cosine, first
+no content term shared with the source chunk, a few-shot example's words that the documents
+never use (a small model copying the examples), near-duplicates (embedding cosine, first
 kept), and the specificity gate: a question whose own chunk is in neither the BM25 nor
 the dense top-k cannot be told apart from generic questions. The gate does not use the
 fusion weights, so a retriever-weight sweep reuses this stage.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -32,10 +32,21 @@ CURATED_FILE = "curated.jsonl"
 DROPPED_FILE = "dropped.jsonl"
 
 
-def example_terms(prompts: Any, topic: str) -> set[str]:
-    """Content words of the few-shot examples; small models copy them into unrelated questions."""
+def _stem(word: str) -> str:
+    """Crude suffix stripping, enough to see "listen" in "listens" and "retry" in "retries"."""
+    if len(word) <= 4:
+        return word
+    if re.search(r"ie[sd]$", word):
+        return word[:-3] + "y"
+    return re.sub(r"(?:ing|ed|(?<!s)s)$", "", word)
+
+
+def example_terms(prompts: Any, topic: str, corpus_texts: Iterable[str] = ()) -> set[str]:
+    """Content words of the few-shot examples that the documents never use; small models copy them
+    ("Vexo") into unrelated questions. Words the documents use as well ("port", "default") are ordinary."""
     text = " ".join(f"{e['fact']} {e['question']}" for e in prompts.fact_examples)
-    return content_terms(text) - content_terms(topic)
+    corpus = {_stem(word) for corpus_text in corpus_texts for word in content_terms(corpus_text)}
+    return {term for term in content_terms(text) - content_terms(topic) if _stem(term) not in corpus}
 
 
 def rule_reason(question: str, source_text: str, patterns: list[re.Pattern[str]], cur: Any, leak_terms: set[str] = frozenset()) -> str | None:
@@ -90,7 +101,7 @@ def gate_retriever(index_dir: Any, cur: Any, embed: Any) -> HybridRetriever:
 def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, Any]], cfg: Any, index_dir: Any, root: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
     cur = cfg.curate
     patterns = [re.compile(p, re.IGNORECASE) for p in cur.drop_patterns]
-    leak_terms = example_terms(cfg.prompts, cfg.generate.topic)
+    leak_terms = example_terms(cfg.prompts, cfg.generate.topic, (c["text"] for c in chunks_by_id.values()))
     kept: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
     for q in questions:

@@ -24,8 +24,12 @@ from runner.stages.chunk import load_chunks
 from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE, build_items, parse_questions, select_chunks
 
 # The tiny_index document with small model settings: one fact and one candidate per chunk, short replies.
-# One thread: on two shared cores llama.cpp with two threads was 3-4x slower than with one.
-SMALL = ["chunk.size=160", "chunk.overlap=0", "debug=tiny", "llm.max_tokens=40", "llm.n_threads=1"]
+# Spelled out rather than debug=tiny, whose values may change. One thread: on two shared cores
+# llama.cpp with two threads was 3-4x slower than with one.
+SMALL = [
+    "chunk.size=160", "chunk.overlap=0", "llm.n_ctx=1024", "llm.max_tokens=40", "llm.n_threads=1",
+    "generate.questions_per_chunk=1", "generate.max_facts_per_chunk=1", "generate.candidates_per_fact=1",
+]
 
 
 def small_overrides(index: BuiltIndex, *extra: str) -> list[str]:
@@ -209,8 +213,9 @@ def _lines(path: Path) -> list[dict[str, Any]]:
 def test_generate_killed_mid_run_resumes_without_duplicates_or_losses(
     tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], mlflow_dir: Path, tmp_path: Path
 ) -> None:
-    # every chunk (6), two sequences decoded together: long enough to kill after the first result
-    overrides = small_overrides(tiny_index, "generate.max_chunks=null", "generate.seed=11", "llm.parallel=2")
+    # every chunk (6), two sequences decoded together: long enough to kill after the first result;
+    # no few-shot turns, which halves the prompt (and the run) without changing what is tested
+    overrides = small_overrides(tiny_index, "generate.max_chunks=null", "generate.seed=11", "llm.parallel=2", "prompts.fact_examples=[]")
     cfg = make_cfg([*overrides, "until=generate"], tmp_path)
     # ingest/chunk/index in this process (embedder already loaded), so the CLI takes them from the cache
     summary = run_pipeline(make_cfg([*overrides, "until=index"], tmp_path))

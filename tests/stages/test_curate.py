@@ -1,0 +1,241 @@
+"""Curate: the real stage on SmolLM2's questions plus planted bad ones; the specificity gate; leaked examples."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig
+from rank_bm25 import BM25Okapi
+
+from conftest import REPO_ROOT
+from runner.jsonl import read_jsonl, write_jsonl
+from runner.pipeline import run_pipeline
+from runner.retrieval import tokenize
+from runner.stage import StageContext
+from runner.stages import curate, generate
+from runner.stages.chunk import load_chunks
+from runner.stages.curate import CURATED_FILE, DROPPED_FILE, example_terms, near_duplicates, rule_reason
+from runner.stages.generate import INSTRUCTIONS_FILE
+from runner.stages.index import embed_texts
+
+# Eight manual sections, one chunk each. Every one says "section", so a generic question about
+# "this section" shares a word with any of them and only retrieval can tell it is not specific.
+SECTIONS = [
+    "This section covers the lantern cache: it keeps at most 64 fennel entries and evicts the oldest entry first.",
+    "This section covers the harbour daemon, which listens on port 7311 and rotates its quasar journal every night.",
+    "This section covers deliveries: the relay retries a failed delivery 5 times before parking the message.",
+    "This section covers upgrades: drain every turnip queue and pause the marmalade scheduler before upgrading.",
+    "This section covers cohort tokens, which expire after 90 minutes unless renewed with rotate-token.",
+    "This section covers the walrus exporter, which sends metrics to the observatory endpoint every 15 seconds.",
+    "This section covers backups of the pelican vault, encrypted with a per-vault key in the hardware module.",
+    "This section covers licensing: a community cluster has at most 3 nodes and needs no license file.",
+]
+SMALL = [
+    "chunk.size=200", "chunk.overlap=0", "llm.n_ctx=1024", "llm.max_tokens=40", "llm.n_threads=1",
+    "generate.questions_per_chunk=1", "generate.max_facts_per_chunk=1", "generate.candidates_per_fact=1",
+]
+
+
+@dataclass
+class SectionIndex:
+    cfg: DictConfig
+    chunk_dir: Path
+    index_dir: Path
+    chunks: list[dict[str, Any]]
+
+    def chunk_about(self, word: str) -> dict[str, Any]:
+        (chunk,) = [c for c in self.chunks if word in c["text"]]
+        return chunk
+
+
+@pytest.fixture(scope="module")
+def sections(tmp_path_factory: pytest.TempPathFactory, make_cfg: Callable[..., DictConfig]) -> SectionIndex:
+    tmp = tmp_path_factory.mktemp("curate_sections")
+    doc = tmp / "sections.md"
+    doc.write_text("\n\n".join(SECTIONS) + "\n", encoding="utf-8")
+    cfg = make_cfg([f"ingest.documents=[{doc}]", *SMALL, "generate.max_chunks=3"], tmp)
+    summary = run_pipeline(make_cfg([f"ingest.documents=[{doc}]", *SMALL, "until=index"], tmp))
+    chunk_dir = Path(summary["stages"]["chunk"]["path"])
+    chunks = load_chunks(chunk_dir)
+    assert [c["text"] for c in chunks] == SECTIONS
+    return SectionIndex(cfg, chunk_dir, Path(summary["stages"]["index"]["path"]), chunks)
+
+
+def _question(qid: str, text: str, chunk: dict[str, Any], fact: str | None = None) -> dict[str, Any]:
+    return {
+        "qid": qid, "question": text, "chunk_id": chunk["chunk_id"], "doc_id": chunk["doc_id"],
+        "source": chunk["source"], "page": chunk["page"], "fact": fact, "strategy": "fact_anchored",
+    }
+
+
+def _embed(cfg: DictConfig, texts: list[str]) -> np.ndarray:
+    return embed_texts(texts, cfg.index, REPO_ROOT, show_progress=False)
+
+
+# ---------------------------------------------------------------- the real stage
+
+
+@pytest.fixture(scope="module")
+def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory):
+    """SmolLM2 writes questions for 3 sections; planted bad questions go first; the real stage curates them all."""
+    tmp = tmp_path_factory.mktemp("curate_run")
+    generated = tmp / "generate"
+    generated.mkdir()
+    generate.run(sections.cfg, StageContext("generate", sections.cfg, REPO_ROOT, generated, {"chunk": sections.chunk_dir}))
+    model_questions = read_jsonl(generated / INSTRUCTIONS_FILE)
+    assert model_questions, "SmolLM2 wrote no question at all"
+
+    lantern, harbour, delivery = (sections.chunk_about(w) for w in ("lantern", "harbour", "deliver"))
+    planted = {
+        "p-where": (_question("p-where", "Where can I find the lantern cache settings?", lantern), "pattern"),
+        "p-purpose": (_question("p-purpose", "What is the purpose of this section?", lantern), "pattern"),
+        "p-short": (_question("p-short", "Port 7311?", harbour), "too_short"),
+        "p-statement": (_question("p-statement", "The harbour daemon listens on port 7311.", harbour), "not_a_question"),
+        "p-unrelated": (_question("p-unrelated", "How tall is the Eiffel tower in Paris?", harbour), "no_shared_term"),
+        "p-leak": (_question("p-leak", "How many times does the Vexo scheduler retry a failed delivery?", delivery), "leaked_example"),
+        "p-first": (_question("p-first", "How many fennel entries does the lantern cache keep at most?", lantern), None),
+        "p-again": (_question("p-again", "How many fennel entries can the lantern cache keep at most?", lantern), "near_duplicate"),
+        "p-port": (_question("p-port", "Which port does the zorblax harbour daemon listen on?", harbour), None),
+    }
+    inputs = tmp / "generate_with_planted"
+    shutil.copytree(generated, inputs)
+    write_jsonl(inputs / INSTRUCTIONS_FILE, [q for q, _ in planted.values()] + model_questions)
+
+    work = tmp / "curate"
+    work.mkdir()
+    ctx = StageContext("curate", sections.cfg, REPO_ROOT, work, {"generate": inputs, "index": sections.index_dir, "chunk": sections.chunk_dir})
+    result = curate.run(sections.cfg, ctx)
+    return result, read_jsonl(inputs / INSTRUCTIONS_FILE), read_jsonl(work / CURATED_FILE), read_jsonl(work / DROPPED_FILE), planted
+
+
+def test_every_question_is_kept_or_dropped_with_a_reason(curated_run) -> None:
+    result, generated, kept, dropped, _ = curated_run
+    assert sorted(q["qid"] for q in kept + dropped) == sorted(q["qid"] for q in generated)
+    assert all(d["reason"] in {"pattern", "too_short", "too_long", "not_a_question", "no_shared_term", "leaked_example", "near_duplicate", "not_specific"} for d in dropped)
+    originals = {q["qid"]: q for q in generated}
+    for d in dropped:  # the dropped record is the question as generated, plus its reason
+        assert {k: v for k, v in d.items() if k != "reason"} == originals[d["qid"]]
+    assert result.metrics["generated"] == len(generated)
+    assert result.metrics["kept"] == len(kept)
+    for reason in {d["reason"] for d in dropped}:
+        assert result.metrics[f"dropped/{reason}"] == sum(d["reason"] == reason for d in dropped)
+    assert 0.0 <= result.metrics["self_hit@5_before_gate"] <= 1.0
+    assert set(result.artifacts) == {CURATED_FILE, DROPPED_FILE}
+
+
+def test_planted_questions_get_their_reasons(curated_run) -> None:
+    _, _, kept, dropped, planted = curated_run
+    reasons = {d["qid"]: d["reason"] for d in dropped}
+    kept_ids = {q["qid"] for q in kept}
+    for qid, (_, expected) in planted.items():
+        if expected is None:
+            assert qid in kept_ids, (qid, reasons.get(qid))
+        else:
+            assert reasons.get(qid) == expected, qid
+
+
+def test_curated_questions_match_no_drop_pattern(curated_run, sections: SectionIndex) -> None:
+    _, _, kept, _, _ = curated_run
+    patterns = [re.compile(p, re.IGNORECASE) for p in sections.cfg.curate.drop_patterns]
+    assert kept
+    for q in kept:
+        assert not any(p.search(q["question"]) for p in patterns), q["question"]
+        assert q["question"].rstrip().endswith("?")
+
+
+def test_no_two_curated_questions_are_near_duplicates(curated_run, sections: SectionIndex) -> None:
+    _, _, kept, dropped, _ = curated_run
+    vectors = _embed(sections.cfg, [q["question"] for q in kept])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # cosine, whatever index.normalize says
+    for (i, a), (j, b) in itertools.combinations(enumerate(kept), 2):
+        cosine = float(vectors[i] @ vectors[j])
+        assert cosine < sections.cfg.curate.dedup_threshold, (a["question"], b["question"], cosine)
+    # and the planted pair really was above it
+    pair = _embed(sections.cfg, ["How many fennel entries does the lantern cache keep at most?", "How many fennel entries can the lantern cache keep at most?"])
+    assert float(pair[0] @ pair[1]) >= sections.cfg.curate.dedup_threshold
+
+
+# ---------------------------------------------------------------- the specificity gate
+
+
+def _independent_rankings(sections: SectionIndex, question: str, k: int) -> tuple[list[int], list[int]]:
+    """BM25 and cosine top-k positions, computed here rather than through the retriever under test."""
+    bm25 = BM25Okapi([tokenize(c["text"]) for c in sections.chunks])
+    sparse = list(np.argsort(-bm25.get_scores(tokenize(question)), kind="stable")[:k])
+    vectors = _embed(sections.cfg, [question] + [c["text"] for c in sections.chunks])
+    dense = list(np.argsort(-(vectors[1:] @ vectors[0]), kind="stable")[:k])
+    return [int(i) for i in sparse], [int(i) for i in dense]
+
+
+@pytest.mark.parametrize("gate", [True, False])
+def test_specificity_gate_drops_a_generic_question_and_keeps_a_specific_one(
+    sections: SectionIndex, composed_cfg: Callable[..., DictConfig], gate: bool
+) -> None:
+    k = 2
+    cfg = composed_cfg(["curate.drop_patterns=[]", f"curate.specificity_k={k}", f"curate.specificity_gate={str(gate).lower()}"])
+    generic = "What is the purpose of this section?"
+    sparse, dense = _independent_rankings(sections, generic, k)
+    # attribute the generic question to a section it does not single out (neither top-k list has it)
+    elsewhere = [c for i, c in enumerate(sections.chunks) if i not in sparse and i not in dense]
+    assert elsewhere, (sparse, dense)
+    lantern = sections.chunk_about("lantern")
+    specific = "How many fennel entries does the lantern cache keep before it evicts the oldest entry?"  # the section's own words
+    assert sections.chunks.index(lantern) in _independent_rankings(sections, specific, k)[0]
+
+    questions = [_question("generic", generic, elsewhere[0]), _question("specific", specific, lantern)]
+    kept, dropped, metrics = curate.curate(questions, {c["chunk_id"]: c for c in sections.chunks}, cfg, sections.index_dir, REPO_ROOT)
+
+    assert metrics[f"self_hit@{k}_before_gate"] == 0.5
+    if gate:
+        assert [q["qid"] for q in kept] == ["specific"]
+        assert [(d["qid"], d["reason"]) for d in dropped] == [("generic", "not_specific")]
+    else:
+        assert [q["qid"] for q in kept] == ["generic", "specific"] and dropped == []
+
+
+# ---------------------------------------------------------------- rules without a model
+
+
+def test_example_terms_are_the_examples_words_the_documents_never_use(composed_cfg: Callable[..., DictConfig]) -> None:
+    cfg = composed_cfg()
+    corpus = ["The web console listens on port 8080 by default; run relayctl to manage archived runs."]
+    leaked = example_terms(cfg.prompts, cfg.generate.topic, corpus)
+    assert {"vexo", "vexoctl", "scheduler", "9120"} <= leaked
+    # words the documents use (or inflect: "listen" / "listens") are ordinary question words
+    assert not {"web", "console", "listen", "port", "default", "archived", "runs"} & leaked
+    assert "many" not in leaked  # a quantifier, never a leak
+
+
+def test_rule_reason_order_and_leaked_example(composed_cfg: Callable[..., DictConfig]) -> None:
+    cfg = composed_cfg()
+    patterns = [re.compile(p, re.IGNORECASE) for p in cfg.curate.drop_patterns]
+    source = "The relay retries a failed delivery 5 times before parking the message."
+    leak = example_terms(cfg.prompts, cfg.generate.topic, [source])
+
+    def reason(question: str) -> str | None:
+        return rule_reason(question, source, patterns, cfg.curate, leak)
+
+    assert reason("How many times does the Vexo scheduler retry a failed delivery?") == "leaked_example"
+    assert reason("How many times does the relay retry a failed delivery?") is None
+    assert reason("Where can I find the failed delivery?") == "pattern"  # patterns come first
+    assert reason("Retry?") == "too_short"
+    assert reason("Failed deliveries are retried " + "x" * 300 + "?") == "too_long"
+    assert reason("The relay retries a failed delivery 5 times.") == "not_a_question"
+    assert reason("What colour is the sky over Paris?") == "no_shared_term"
+
+
+def test_near_duplicates_keep_the_first_of_each_group() -> None:
+    # unit vectors: a, a' (cosine 0.99 with a), b (orthogonal), b' (cosine 0.95 with b)
+    a, a2 = np.array([1.0, 0.0, 0.0]), np.array([0.99, np.sqrt(1 - 0.99**2), 0.0])
+    b, b2 = np.array([0.0, 0.0, 1.0]), np.array([0.0, np.sqrt(1 - 0.95**2), 0.95])
+    vectors = np.stack([a, a2, b, b2])
+    assert near_duplicates(vectors, 0.92) == [False, True, False, True]
+    assert near_duplicates(vectors, 0.96) == [False, True, False, False]
+    assert near_duplicates(vectors[:0], 0.92) == []

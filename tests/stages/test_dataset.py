@@ -1,0 +1,186 @@
+"""Dataset: split arithmetic and grouping, the three formats, provenance, and mlx-lm's own loader reading the files."""
+
+from __future__ import annotations
+
+import types
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from omegaconf import DictConfig
+
+from conftest import REPO_ROOT
+from runner.jsonl import read_jsonl, write_jsonl
+from runner.models import resolve_gguf
+from runner.stage import StageContext
+from runner.stages import dataset
+from runner.stages.answer import ANSWERS_FILE
+from runner.stages.dataset import PROVENANCE_FILE, TRAIN_FILE, VALID_FILE, format_record, split_records
+
+
+def _records(n: int, chunks: int = 10) -> list[dict[str, Any]]:
+    return [
+        {
+            "qid": f"q{i:03d}", "question": f"Which value does setting number {i} take?", "answer": f"Setting {i} takes the value {i * 7}.",
+            "chunk_id": f"c{i % chunks:05d}", "context_chunk_ids": [f"c{i % chunks:05d}"], "doc_id": "d001",
+            "source": "manual.md", "page": 1 + i % 3, "fact": None, "strategy": "fact_anchored",
+        }
+        for i in range(n)
+    ]
+
+
+def _norm(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+# ---------------------------------------------------------------- split arithmetic
+
+
+@pytest.mark.parametrize(
+    ("n", "fraction", "valid_size"),
+    [
+        (100, 0.2, 20),  # the original script put 80 % in valid: valid is the small side
+        (100, 0.1, 10),
+        (10, 0.25, 3),  # ceil(2.5)
+        (7, 0.2, 2),  # ceil(1.4)
+        (2, 0.2, 1),  # ceil(0.4): even two records give a validation example
+        (1, 0.2, 0),  # one record: it trains
+    ],
+)
+def test_valid_gets_valid_fraction_of_the_records(n: int, fraction: float, valid_size: int) -> None:
+    train, valid = split_records(_records(n), fraction, "question", seed=0)
+    assert (len(train), len(valid)) == (n - valid_size, valid_size)
+    assert sorted(r["qid"] for r in train + valid) == [f"q{i:03d}" for i in range(n)]
+
+
+def test_split_is_seeded() -> None:
+    records = _records(50)
+    first = split_records(records, 0.2, "question", seed=3)
+    assert first == split_records(records, 0.2, "question", seed=3)
+    assert {r["qid"] for r in first[1]} != {r["qid"] for r in split_records(records, 0.2, "question", seed=4)[1]}
+
+
+def test_no_question_text_lands_in_both_splits() -> None:
+    records = _records(40)
+    # the same question (up to case and spaces) asked about two different chunks
+    records[5]["question"] = "What port does the relay use?"
+    records[17]["question"] = "  what PORT does the relay use? "
+    records[17]["chunk_id"] = "c00009"
+    for split_by in ("question", "chunk"):
+        for seed in range(8):
+            train, valid = split_records(records, 0.3, split_by, seed)
+            assert not {_norm(r["question"]) for r in train} & {_norm(r["question"]) for r in valid}, (split_by, seed)
+            assert len(train) + len(valid) >= len(records) - 1  # at most the one duplicate is dropped from valid
+
+
+def test_split_by_chunk_keeps_each_chunks_questions_together() -> None:
+    records = _records(100, chunks=10)  # ten chunks of ten questions
+    train, valid = split_records(records, 0.2, "chunk", seed=0)
+    train_chunks, valid_chunks = {r["chunk_id"] for r in train}, {r["chunk_id"] for r in valid}
+    assert not train_chunks & valid_chunks
+    assert (len(train), len(valid)) == (80, 20) and len(valid_chunks) == 2
+
+
+def test_split_by_chunk_never_puts_an_oversized_chunk_in_valid() -> None:
+    # chunk A has 9 questions, chunk B one; the target is ceil(0.2 * 10) = 2 records
+    records = _records(10, chunks=1)
+    records[9]["chunk_id"] = "c-b"
+    for seed in range(6):
+        train, valid = split_records(records, 0.2, "chunk", seed)
+        assert [r["chunk_id"] for r in valid] == ["c-b"] and len(train) == 9, seed
+    # two chunks of 5: none fits the target of 2, so the smaller (equal) one is taken, never more than train
+    records = _records(10, chunks=2)
+    train, valid = split_records(records, 0.2, "chunk", seed=0)
+    assert (len(train), len(valid)) == (5, 5)
+    # one chunk: everything trains (putting it in valid would leave nothing to train on)
+    train, valid = split_records(_records(10, chunks=1), 0.2, "chunk", seed=0)
+    assert (len(train), len(valid)) == (10, 0)
+
+
+def test_format_record() -> None:
+    assert format_record("Q?", "A.", "chat") == {"messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}
+    assert format_record("Q?", "A.", "text") == {"text": "<s>[INST] Q? [/INST] A.</s>"}
+    assert format_record("Q?", "A.", "completions") == {"prompt": "Q?", "completion": "A."}
+
+
+# ---------------------------------------------------------------- the stage, every format, read by mlx-lm
+
+
+def _run_stage(cfg: DictConfig, records: list[dict[str, Any]], tmp_path: Path) -> tuple[Any, Path]:
+    answers = tmp_path / "answer"
+    answers.mkdir(parents=True, exist_ok=True)
+    write_jsonl(answers / ANSWERS_FILE, records)
+    work = tmp_path / "dataset"
+    work.mkdir(parents=True, exist_ok=True)
+    return dataset.run(cfg, StageContext("dataset", cfg, REPO_ROOT, work, {"answer": answers})), work
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """SmolLM2's tokenizer (with its chat template) read from the embedded GGUF."""
+    from transformers import AutoTokenizer
+
+    gguf = resolve_gguf("embedded:smollm2", REPO_ROOT)
+    return AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+
+
+def _mlx_load(folder: Path, tokenizer: Any, mask_prompt: bool) -> tuple[Any, Any]:
+    """What ``mlx_lm lora --data folder`` does: load train/valid, then tokenize each record."""
+    from mlx_lm.tuner.datasets import CacheDataset, load_dataset
+
+    args = types.SimpleNamespace(data=str(folder), train=True, test=False, mask_prompt=mask_prompt)
+    train, valid, test = load_dataset(args, tokenizer)
+    assert len(test) == 0
+    return CacheDataset(train), (CacheDataset(valid) if len(valid) else valid)
+
+
+@pytest.mark.parametrize("fmt", ["chat", "text", "completions"])
+def test_stage_writes_each_format_and_mlx_lm_loads_it(
+    fmt: str, composed_cfg: Callable[..., DictConfig], tmp_path: Path, tokenizer: Any
+) -> None:
+    cfg = composed_cfg([f"dataset={fmt}"])
+    records = _records(20)
+    result, work = _run_stage(cfg, records, tmp_path)
+
+    train, valid = read_jsonl(work / TRAIN_FILE), read_jsonl(work / VALID_FILE)
+    assert (len(train), len(valid)) == (16, 4)  # ceil(0.2 * 20) = 4
+    expected_keys = {"chat": {"messages"}, "text": {"text"}, "completions": {"prompt", "completion"}}[fmt]
+    assert all(set(r) == expected_keys for r in train + valid)
+
+    # provenance: line i of each split points back to the answered record written there
+    by_qid = {r["qid"]: r for r in records}
+    provenance = read_jsonl(work / PROVENANCE_FILE)
+    assert Counter(p["split"] for p in provenance) == {"train": 16, "valid": 4}
+    for split, rows in (("train", train), ("valid", valid)):
+        for p in (p for p in provenance if p["split"] == split):
+            source = by_qid[p["qid"]]
+            assert rows[p["line"]] == format_record(source["question"], source["answer"], fmt)
+            assert (p["chunk_id"], p["page"], p["context_chunk_ids"]) == (source["chunk_id"], source["page"], source["context_chunk_ids"])
+
+    assert result.metrics["train_size"] == 16 and result.metrics["valid_size"] == 4
+    assert result.datasets == {"training": TRAIN_FILE, "validation": VALID_FILE}
+
+    # mlx-lm's loader picks the dataset class from the keys and tokenizes every record
+    mask = fmt != "text"  # mlx-lm refuses prompt masking for plain text
+    train_set, valid_set = _mlx_load(work, tokenizer, mask_prompt=mask)
+    assert (len(train_set), len(valid_set)) == (16, 4)
+    for data in (train_set, valid_set):
+        for i in range(len(data)):
+            tokens, offset = data[i]
+            assert len(tokens) > 5 and all(isinstance(t, int) for t in tokens)
+            assert (0 < offset < len(tokens)) if mask else offset == 0  # the answer is after the prompt
+    if fmt != "text":
+        # the chat template wraps the turns; the answer text survives tokenization
+        tokens, offset = train_set[0]
+        assert "<|im_start|>assistant" in tokenizer.decode(tokens)
+        answer_text = train[0]["messages"][1]["content"] if fmt == "chat" else train[0]["completion"]
+        assert answer_text in tokenizer.decode(tokens[offset:])
+
+
+def test_a_single_record_trains_and_mlx_lm_still_loads(composed_cfg: Callable[..., DictConfig], tmp_path: Path, tokenizer: Any) -> None:
+    result, work = _run_stage(composed_cfg(), _records(1), tmp_path)
+    assert read_jsonl(work / TRAIN_FILE) and not (work / VALID_FILE).exists()  # an empty valid.jsonl breaks mlx-lm
+    assert result.metrics["valid_size"] == 0 and "validation" not in result.datasets and VALID_FILE not in result.artifacts
+    train_set, valid_set = _mlx_load(work, tokenizer, mask_prompt=True)
+    assert len(train_set) == 1 and len(valid_set) == 0
