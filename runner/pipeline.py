@@ -27,6 +27,8 @@ class StageSpec:
     config_keys: tuple[str, ...]
     inputs: tuple[str, ...] = ()
     resumable: bool = False
+    # library modules whose code also shapes the output (hashed into the key with the stage module)
+    code: tuple[str, ...] = ()
     # extra content to hash into the key, e.g. the documents' bytes
     fingerprint: Optional[Callable[[DictConfig, Path], Any]] = None
 
@@ -58,16 +60,26 @@ def _probes_fingerprint(cfg: DictConfig, root: Path) -> Any:
     return hash_file(path) if path.is_file() else None
 
 
+_LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable")
+
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("ingest", "runner.stages.ingest", ("ingest",), fingerprint=_document_fingerprint),
     StageSpec("chunk", "runner.stages.chunk", ("chunk", "index.embedding_model"), ("ingest",)),
-    StageSpec("index", "runner.stages.index", ("index",), ("chunk",)),
-    StageSpec("generate", "runner.stages.generate", ("generate", "prompts", "llm", "model"), ("chunk",), resumable=True),
+    StageSpec("index", "runner.stages.index", ("index",), ("chunk",), code=("runner.retrieval", "runner.models")),
+    StageSpec(
+        "generate",
+        "runner.stages.generate",
+        ("generate", "prompts", "llm", "model"),
+        ("chunk",),
+        resumable=True,
+        code=("runner.facts", *_LLM_CODE),
+    ),
     StageSpec(
         "curate",
         "runner.stages.curate",
         ("curate", "index.embedding_model", "prompts.fact_examples", "generate.topic"),
         ("generate", "index", "chunk"),
+        code=("runner.facts", "runner.retrieval"),
     ),
     StageSpec(
         "answer",
@@ -75,6 +87,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("answer", "retriever", "prompts", "llm", "model", "generate.topic", "index.embedding_model"),
         ("curate", "index", "chunk"),
         resumable=True,
+        code=("runner.facts", "runner.retrieval", *_LLM_CODE),
     ),
     StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer",)),
     StageSpec(
@@ -97,6 +110,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("eval", "model", "llm", "index.embedding_model"),
         ("answer", "dataset", "train"),
         fingerprint=_probes_fingerprint,
+        code=("runner.metrics", "runner.facts", *_LLM_CODE),
     ),
 )
 
@@ -123,10 +137,10 @@ def _config_slice(cfg: DictConfig, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def stage_key(spec: StageSpec, cfg: DictConfig, root: Path, input_keys: dict[str, str]) -> str:
-    module = importlib.import_module(spec.module)
+    modules = [importlib.import_module(name) for name in (spec.module, *spec.code)]
     payload = {
         "stage": spec.name,
-        "code": hash_source(module.__file__),
+        "code": [hash_source(module.__file__) for module in modules],
         "config": _config_slice(cfg, spec.config_keys),
         "inputs": input_keys,
         "fingerprint": spec.fingerprint(cfg, root) if spec.fingerprint else None,

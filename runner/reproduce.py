@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     uri = args.tracking_uri or resolve_tracking_uri(None, Path("mlruns"))
     try:
         cfg, overrides = load_run_config(args.run_id, uri)
-        cfg.tracking.uri = uri
+        # the store is given by the environment, so the recorded config (and its hash) stays as it was
+        os.environ["MLFLOW_TRACKING_URI"] = uri
         validate(cfg)
         summary = run_pipeline(
             cfg,

@@ -18,6 +18,8 @@ from runner.schema import validate
 
 # conf/local/ holds git-ignored machine-specific files; when one exists it is part of every compose.
 _SKIP_GROUPS = {"local"}
+# options that select a preset with required values through their defaults list
+_INHERITED_REQUIRED = {("experiment", "original"): ["model.gguf_path", "model.hf_path"]}
 
 
 def _group_options() -> list[tuple[str, str, list[str]]]:
@@ -27,6 +29,7 @@ def _group_options() -> list[tuple[str, str, list[str]]]:
         for yaml_file in sorted(group_dir.glob("*.yaml")):
             node = OmegaConf.load(yaml_file)
             required = sorted(f"{group_dir.name}.{key}" for key in _missing(node))
+            required += _INHERITED_REQUIRED.get((group_dir.name, yaml_file.stem), [])
             found.append((group_dir.name, yaml_file.stem, required))
     return found
 

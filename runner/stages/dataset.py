@@ -15,6 +15,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from runner.errors import InputError
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.stage import StageContext, StageResult
 from runner.stages.answer import ANSWERS_FILE
@@ -77,6 +78,12 @@ def _provenance(split: str, line: int, record: dict[str, Any]) -> dict[str, Any]
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write train.jsonl / valid.jsonl in ``dataset.format`` plus provenance.jsonl."""
     answered = read_jsonl(ctx.inputs["answer"] / ANSWERS_FILE)
+    if not answered:
+        raise InputError(
+            "no question survived curation and answering, so there is nothing to train on: "
+            "see curate/dropped.jsonl and answer/answers_dropped.jsonl in MLflow, then generate more "
+            "(generate.max_chunks, generate.candidates_per_fact) or use a stronger model"
+        )
     ds = cfg.dataset
     train, valid = split_records(answered, ds.valid_fraction, ds.split_by, ds.seed)
     write_jsonl(ctx.work_dir / TRAIN_FILE, (format_record(r["question"], r["answer"], ds.format) for r in train))
