@@ -163,3 +163,24 @@ def fallback_facts(text: str, max_facts: int) -> list[Fact]:
     sentences = [s for s in split_sentences(text) if 40 <= len(s) <= 320 and not _is_debris(s)]
     ranked = sorted(enumerate(sentences), key=lambda item: -len(item[1]))[:max_facts]
     return [Fact(s, 0.0, i) for i, s in sorted(ranked)]
+
+
+# what a fact's answer most likely is, most specific first
+_ANSWER_PATTERNS = (
+    re.compile(r"\b[A-Z]{2,}-\d+\b"),  # error codes: QSR-4012
+    re.compile(r"(?:--[a-z][\w-]*)"),  # flags
+    re.compile(r"\b\d+(?:[.,]\d+)*\s?(?:%|ms|MB|MiB|GB|GiB|KB|KiB|TB|TiB|seconds?|minutes?|hours?|days?|s|h|min)\b"),
+    re.compile(r"(?:/[\w.<>-]+){2,}"),  # paths
+    re.compile(r"\b[a-z]+(?:[._][a-z0-9]+)+\b"),  # config keys: storage.retention_hours
+    re.compile(r"\bport \d+\b", re.IGNORECASE),
+    re.compile(r"\b\d+(?:[.,]\d+)*\b"),
+)
+
+
+def answer_span(fact: str) -> str | None:
+    """The most specific checkable span of a fact (error code, flag, quantity, path, key, number)."""
+    for pattern in _ANSWER_PATTERNS:
+        match = pattern.search(fact)
+        if match:
+            return match.group(0).strip()
+    return None

@@ -89,7 +89,7 @@ STAGES: tuple[StageSpec, ...] = (
         resumable=True,
         code=("runner.facts", "runner.retrieval", *_LLM_CODE),
     ),
-    StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer",)),
+    StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer", "ingest")),
     StageSpec(
         "prepare_model",
         "runner.stages.prepare_model",

@@ -296,7 +296,7 @@ PROMPT_PLACEHOLDERS = {
     "question_system": {"topic"},
     "question_user": {"topic", "chunk", "n"},
     "fact_system": {"topic"},
-    "fact_user": {"topic", "fact", "context"},
+    "fact_user": {"topic", "fact", "context", "answer"},
     "answer_system": {"topic"},
     "answer_user": {"topic", "question", "context"},
 }

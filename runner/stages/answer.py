@@ -58,8 +58,10 @@ def with_fact(context: tuple[str, list[str]], question: dict[str, Any], ans_cfg:
     return f"Key fact: {question['fact']}\n\n{context[0]}", context[1]
 
 
-def answer_reason(answer: str, finish_reason: str, fact: str | None, context: str, refusals: list[re.Pattern[str]], ans_cfg: Any) -> str | None:
-    """Why an answer is unusable, or None."""
+def answer_reason(
+    answer: str, finish_reason: str, fact: str | None, context: str, refusals: list[re.Pattern[str]], ans_cfg: Any, hint: str | None = None
+) -> str | None:
+    """Why an answer is unusable, or None. ``hint`` is the span the question asks for, when known."""
     text = answer.strip()
     if len(text) < ans_cfg.min_chars:
         return "empty"
@@ -69,7 +71,7 @@ def answer_reason(answer: str, finish_reason: str, fact: str | None, context: st
         return "refusal"
     if ans_cfg.grounding != "off" and set(numbers_in(text)) - set(numbers_in(context + " " + (fact or ""))):
         return "unsupported_value"  # a number the model made up
-    if ans_cfg.grounding != "off" and fact and not is_grounded(text, fact):
+    if ans_cfg.grounding != "off" and fact and not is_grounded(text, hint or fact):
         return "ungrounded"
     return None
 
@@ -127,7 +129,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     write_jsonl(ctx.work_dir / DROPPED_FILE, dropped)
     reasons = Counter(d["reason"] for d in dropped)
     fact_questions = [q for q in questions if q.get("fact")]
-    grounded = sum(is_grounded(results[q["qid"]]["answer"], q["fact"]) for q in fact_questions)
+    grounded = sum(is_grounded(results[q["qid"]]["answer"], q.get("answer_hint") or q["fact"]) for q in fact_questions)
     lengths = [len(r["answer"]) for r in kept]
     metrics.update(
         {
@@ -174,7 +176,9 @@ def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
             retry = []
             for i, item_id in zip(pending, ids):
                 record = latest[item_id]
-                reason = "error" if record["status"] == "error" else answer_reason(record["raw"], record["finish_reason"], questions[i].get("fact"), contexts[i][0], refusals, ans)
+                reason = "error" if record["status"] == "error" else answer_reason(
+                        record["raw"], record["finish_reason"], questions[i].get("fact"), contexts[i][0], refusals, ans, questions[i].get("answer_hint")
+                    )
                 results[questions[i]["qid"]] = {"answer": record["raw"], "reason": reason, "attempts": attempt + 1}
                 if reason in ("ungrounded", "unsupported_value"):
                     retry.append(i)

@@ -49,7 +49,9 @@ def example_terms(prompts: Any, topic: str, corpus_texts: Iterable[str] = ()) ->
     return {term for term in content_terms(text) - content_terms(topic) if _stem(term) not in corpus}
 
 
-def rule_reason(question: str, source_text: str, patterns: list[re.Pattern[str]], cur: Any, leak_terms: set[str] = frozenset()) -> str | None:
+def rule_reason(
+    question: str, source_text: str, patterns: list[re.Pattern[str]], cur: Any, leak_terms: set[str] = frozenset(), answer_hint: str | None = None
+) -> str | None:
     """The first cheap rule a question breaks, or None."""
     for pattern in patterns:
         if pattern.search(question):
@@ -65,7 +67,13 @@ def rule_reason(question: str, source_text: str, patterns: list[re.Pattern[str]]
         return "no_shared_term"
     if (question_terms & leak_terms) - source_terms:
         return "leaked_example"
+    if answer_hint and _normalize(answer_hint) in _normalize(question):
+        return "answer_in_question"  # "What port is 7461?" teaches nothing
     return None
+
+
+def _normalize(text: str) -> str:
+    return " ".join(re.findall(r"[\w.-]+", text.lower()))
 
 
 def near_duplicates(vectors: np.ndarray, threshold: float) -> list[bool]:
@@ -106,7 +114,7 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
     dropped: list[dict[str, Any]] = []
     for q in questions:
         source = (q.get("fact") or "") + " " + chunks_by_id[q["chunk_id"]]["text"]
-        reason = rule_reason(q["question"], source, patterns, cur, leak_terms)
+        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, q.get("answer_hint"))
         (dropped if reason else kept).append({**q, "reason": reason} if reason else q)
 
     def embed(texts: list[str]) -> np.ndarray:

@@ -12,13 +12,14 @@ import logging
 import math
 import random
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from runner.errors import InputError
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.stage import StageContext, StageResult
 from runner.stages.answer import ANSWERS_FILE
+from runner.stages.ingest import PAGES_FILE
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ TRAIN_FILE = "train.jsonl"
 VALID_FILE = "valid.jsonl"
 PROVENANCE_FILE = "provenance.jsonl"
 CHARS_PER_TOKEN = 4
+COVERAGE_FILE = "coverage.png"
 
 
 def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
@@ -70,6 +72,29 @@ def split_records(records: list[dict[str, Any]], valid_fraction: float, split_by
     return train, valid
 
 
+def draw_coverage(pages: list[dict[str, Any]], examples: list[dict[str, Any]], path: Any) -> float:
+    """Bar chart of kept examples per document page (gaps show uncovered pages); return the covered share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = Counter((e["source"], e["page"]) for e in examples)
+    keys = [(p["source"], p["page"]) for p in pages]
+    values = [counts.get(key, 0) for key in keys]
+    fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(keys)), 3))
+    ax.bar(range(len(keys)), values, color=["tab:blue" if v else "tab:red" for v in values])
+    ax.set_xlabel("page (documents in order; red = no example)")
+    ax.set_ylabel("training examples")
+    ax.set_title(f"Coverage: {sum(v > 0 for v in values)} of {len(keys)} pages have examples")
+    step = max(1, len(keys) // 20)
+    ax.set_xticks(range(0, len(keys), step), [str(keys[i][1]) for i in range(0, len(keys), step)], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return sum(v > 0 for v in values) / max(1, len(keys))
+
+
 def _provenance(split: str, line: int, record: dict[str, Any]) -> dict[str, Any]:
     fields = ("qid", "chunk_id", "context_chunk_ids", "doc_id", "source", "page", "fact", "strategy")
     return {"split": split, "line": line, **{f: record.get(f) for f in fields}}
@@ -101,9 +126,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         "answer_chars_median": statistics.median(answer_chars),
         "answer_chars_max": max(answer_chars),
     }
+    pages = read_jsonl(ctx.inputs["ingest"] / PAGES_FILE)
+    metrics["pages_covered_share"] = draw_coverage(pages, answered, ctx.work_dir / COVERAGE_FILE)
     log.info("dataset: %d train / %d valid records (%s format)", len(train), len(valid), ds.format)
     return StageResult(
         metrics=metrics,
-        artifacts=[TRAIN_FILE, PROVENANCE_FILE] + ([VALID_FILE] if valid else []),
+        artifacts=[TRAIN_FILE, PROVENANCE_FILE, COVERAGE_FILE] + ([VALID_FILE] if valid else []),
         datasets={"training": TRAIN_FILE, **({"validation": VALID_FILE} if valid else {})},
     )

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from runner.errors import LLMError
-from runner.facts import extract_facts, fallback_facts
+from runner.facts import answer_span, extract_facts, fallback_facts
 from runner.jsonl import write_jsonl
 from runner.llm import ChatRequest, ChatResponse, create_llm
 from runner.llm.base import LLM, questions_schema
@@ -50,6 +50,7 @@ class WorkItem:
     chunk: dict[str, Any]
     request: ChatRequest
     fact: Optional[str] = None
+    answer_hint: Optional[str] = None  # the fact's span the question should ask for
 
 
 def select_chunks(chunks: list[dict[str, Any]], max_chunks: Optional[int], seed: int) -> list[dict[str, Any]]:
@@ -84,15 +85,16 @@ def build_free_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
     return items
 
 
-def fact_messages(fact: str, prompts: Any, topic: str) -> list[dict[str, str]]:
-    """System prompt, few-shot turns from config, then the fact."""
+def fact_messages(fact: str, answer: str, prompts: Any, topic: str) -> list[dict[str, str]]:
+    """System prompt, few-shot turns from config, then the fact and the span to ask about."""
     messages = []
     if prompts.fact_system:
         messages.append({"role": "system", "content": _format(prompts.fact_system, topic=topic)})
     for example in prompts.fact_examples:
-        messages.append({"role": "user", "content": _format(prompts.fact_user, topic=topic, fact=example["fact"], context="")})
+        example_answer = example.get("answer") or answer_span(example["fact"]) or example["fact"]
+        messages.append({"role": "user", "content": _format(prompts.fact_user, topic=topic, fact=example["fact"], answer=example_answer, context="")})
         messages.append({"role": "assistant", "content": json.dumps({"question": example["question"]})})
-    messages.append({"role": "user", "content": _format(prompts.fact_user, topic=topic, fact=fact, context="")})
+    messages.append({"role": "user", "content": _format(prompts.fact_user, topic=topic, fact=fact, answer=answer, context="")})
     return messages
 
 
@@ -107,17 +109,18 @@ def build_fact_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
         else:
             facts_text = [f.text for f in facts]
         for f_index, fact in enumerate(facts_text):
+            answer = answer_span(fact)
             for candidate in range(gen.candidates_per_fact):
                 # the first candidate uses the configured temperature; extra ones explore
                 temperature = None if candidate == 0 else max(cfg.llm.temperature, 0.7)
                 request = ChatRequest(
-                    fact_messages(fact, cfg.prompts, gen.topic),
+                    fact_messages(fact, answer or fact, cfg.prompts, gen.topic),
                     max_tokens=cfg.llm.max_tokens,
                     temperature=temperature,
                     json_schema=QUESTION_SCHEMA,
                     seed=gen.seed + candidate,
                 )
-                items.append(WorkItem(f"{chunk['chunk_id']}-f{f_index}-k{candidate}", chunk, request, fact))
+                items.append(WorkItem(f"{chunk['chunk_id']}-f{f_index}-k{candidate}", chunk, request, fact, answer))
     return items
 
 
@@ -200,6 +203,7 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
                     "source": item.chunk["source"],
                     "page": item.chunk["page"],
                     "fact": item.fact,
+                    "answer_hint": item.answer_hint,
                     "strategy": record["strategy"],
                 }
             )

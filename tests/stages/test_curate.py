@@ -99,7 +99,7 @@ def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory
         "p-short": (_question("p-short", "Port 7311?", harbour), "too_short"),
         "p-statement": (_question("p-statement", "The harbour daemon listens on port 7311.", harbour), "not_a_question"),
         "p-unrelated": (_question("p-unrelated", "How tall is the Eiffel tower in Paris?", harbour), "no_shared_term"),
-        "p-leak": (_question("p-leak", "How many times does the Vexo scheduler retry a failed delivery?", delivery), "leaked_example"),
+        "p-leak": (_question("p-leak", "How many times does the purge command retry a failed delivery?", delivery), "leaked_example"),
         "p-first": (_question("p-first", "How many fennel entries does the lantern cache keep at most?", lantern), None),
         "p-again": (_question("p-again", "How many fennel entries can the lantern cache keep at most?", lantern), "near_duplicate"),
         "p-port": (_question("p-port", "Which port does the zorblax harbour daemon listen on?", harbour), None),
@@ -118,7 +118,7 @@ def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory
 def test_every_question_is_kept_or_dropped_with_a_reason(curated_run) -> None:
     result, generated, kept, dropped, _ = curated_run
     assert sorted(q["qid"] for q in kept + dropped) == sorted(q["qid"] for q in generated)
-    assert all(d["reason"] in {"pattern", "too_short", "too_long", "not_a_question", "no_shared_term", "leaked_example", "near_duplicate", "not_specific"} for d in dropped)
+    assert all(d["reason"] in {"pattern", "too_short", "too_long", "not_a_question", "no_shared_term", "leaked_example", "answer_in_question", "near_duplicate", "not_specific"} for d in dropped)
     originals = {q["qid"]: q for q in generated}
     for d in dropped:  # the dropped record is the question as generated, plus its reason
         assert {k: v for k, v in d.items() if k != "reason"} == originals[d["qid"]]
@@ -207,7 +207,7 @@ def test_example_terms_are_the_examples_words_the_documents_never_use(composed_c
     cfg = composed_cfg()
     corpus = ["The web console listens on port 8080 by default; run relayctl to manage archived runs."]
     leaked = example_terms(cfg.prompts, cfg.generate.topic, corpus)
-    assert {"vexo", "vexoctl", "scheduler", "9120"} <= leaked
+    assert {"scheduler", "purge", "9120"} <= leaked
     # words the documents use (or inflect: "listen" / "listens") are ordinary question words
     assert not {"web", "console", "listen", "port", "default", "archived", "runs"} & leaked
     assert "many" not in leaked  # a quantifier, never a leak
@@ -222,7 +222,8 @@ def test_rule_reason_order_and_leaked_example(composed_cfg: Callable[..., DictCo
     def reason(question: str) -> str | None:
         return rule_reason(question, source, patterns, cfg.curate, leak)
 
-    assert reason("How many times does the Vexo scheduler retry a failed delivery?") == "leaked_example"
+    assert reason("How many times does the scheduler retry a failed delivery?") == "leaked_example"
+    assert rule_reason("Which port is 7461?", "The admin API listens on port 7461.", patterns, cfg.curate, leak, "7461") == "answer_in_question"
     assert reason("How many times does the relay retry a failed delivery?") is None
     assert reason("Where can I find the failed delivery?") == "pattern"  # patterns come first
     assert reason("Retry?") == "too_short"

@@ -14,6 +14,7 @@ from conftest import REPO_ROOT
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.models import resolve_gguf
 from runner.stage import StageContext
+from runner.stages.ingest import PAGES_FILE
 from runner.stages import dataset
 from runner.stages.answer import ANSWERS_FILE
 from runner.stages.dataset import PROVENANCE_FILE, TRAIN_FILE, VALID_FILE, format_record, split_records
@@ -111,9 +112,16 @@ def _run_stage(cfg: DictConfig, records: list[dict[str, Any]], tmp_path: Path) -
     answers = tmp_path / "answer"
     answers.mkdir(parents=True, exist_ok=True)
     write_jsonl(answers / ANSWERS_FILE, records)
+    ingest = tmp_path / "ingest"
+    ingest.mkdir(parents=True, exist_ok=True)
+    pages = sorted({(r["source"], r["page"]) for r in records} | {("manual.md", 9)})  # page 9: no example
+    write_jsonl(ingest / PAGES_FILE, [{"doc_id": "d001", "source": s, "page": p, "text": "..."} for s, p in pages])
     work = tmp_path / "dataset"
     work.mkdir(parents=True, exist_ok=True)
-    return dataset.run(cfg, StageContext("dataset", cfg, REPO_ROOT, work, {"answer": answers})), work
+    result = dataset.run(cfg, StageContext("dataset", cfg, REPO_ROOT, work, {"answer": answers, "ingest": ingest}))
+    assert (work / "coverage.png").is_file()
+    assert result.metrics["pages_covered_share"] == pytest.approx((len(pages) - 1) / len(pages))
+    return result, work
 
 
 @pytest.fixture(scope="module")
