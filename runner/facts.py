@@ -129,8 +129,8 @@ def _is_debris(sentence: str) -> bool:
         return True
     if not sentence.rstrip().endswith((".", "!", ")", '"', "'")):
         return True  # headings, captions and cut-off fragments carry no closing punctuation
-    if not (sentence[0].isupper() or sentence[0] in "`\"'(" or sentence[0].isdigit()):
-        return True  # starts mid-sentence: the chunk overlap cut it
+    if not (sentence[0].isupper() or sentence[0] in "`\"'("):
+        return True  # starts mid-sentence ("1 voter and ..."): the chunk overlap or a split cut it
     words = sentence.split()
     if len(words) < 6:
         return True

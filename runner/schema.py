@@ -160,6 +160,8 @@ class AnswerConfig:
     # fact-anchored questions: put the question's own fact sentence at the top of the retrieved context
     include_fact: bool = True
     regenerate_attempts: int = 1
+    # an answer cut off by max_tokens keeps its first complete sentences (up to this many) if they pass
+    keep_sentences: int = 2
     min_chars: int = 8
     refusal_patterns: list[str] = field(
         default_factory=lambda: [
@@ -388,6 +390,7 @@ def validate(cfg: Any) -> None:
     _check_prompt_placeholders(cfg.prompts)
     _check(cfg.answer.max_tokens > 0, "answer.max_tokens", cfg.answer.max_tokens, "must be > 0")
     _check(cfg.answer.max_tokens < cfg.llm.n_ctx, "answer.max_tokens", cfg.answer.max_tokens, f"must be < llm.n_ctx ({cfg.llm.n_ctx})")
+    _check(cfg.answer.keep_sentences >= 1, "answer.keep_sentences", cfg.answer.keep_sentences, "must be >= 1")
     _check(cfg.answer.regenerate_attempts >= 0, "answer.regenerate_attempts", cfg.answer.regenerate_attempts, "must be >= 0")
 
     _check(0.0 < cfg.dataset.valid_fraction < 1.0, "dataset.valid_fraction", cfg.dataset.valid_fraction, "must be in (0, 1)")

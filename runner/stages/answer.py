@@ -58,6 +58,14 @@ def with_fact(context: tuple[str, list[str]], question: dict[str, Any], ans_cfg:
     return f"Key fact: {question['fact']}\n\n{context[0]}", context[1]
 
 
+_SENTENCE = re.compile(r".+?[.!?](?=\s|$)", re.DOTALL)
+
+
+def complete_sentences(text: str, max_sentences: int) -> str:
+    """The first complete sentences of a reply cut off by max_tokens ("" when there is none)."""
+    return " ".join(s.strip() for s in _SENTENCE.findall(text.strip())[:max_sentences])
+
+
 def answer_reason(
     answer: str, finish_reason: str, fact: str | None, context: str, refusals: list[re.Pattern[str]], ans_cfg: Any, hint: str | None = None
 ) -> str | None:
@@ -144,6 +152,20 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     return StageResult(metrics=metrics, artifacts=[ANSWERS_FILE, DROPPED_FILE])
 
 
+def judge_answer(record: dict[str, Any], question: dict[str, Any], context: str, refusals: list[re.Pattern[str]], ans: Any) -> tuple[str, str | None]:
+    """(answer, drop reason or None) for one reply; a reply cut off by max_tokens keeps its complete
+    first sentences when those pass on their own."""
+    if record["status"] == "error":
+        return record["raw"], "error"
+    fact, hint = question.get("fact"), question.get("answer_hint")
+    reason = answer_reason(record["raw"], record["finish_reason"], fact, context, refusals, ans, hint)
+    if reason is not None and record["finish_reason"] == "length":
+        trimmed = complete_sentences(record["raw"], ans.keep_sentences)
+        if trimmed and answer_reason(trimmed, "stop", fact, context, refusals, ans, hint) is None:
+            return trimmed, None
+    return record["raw"], reason
+
+
 def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]], contexts: list[tuple[str, list[str]]]) -> dict[str, dict[str, Any]]:
     """Answer every question; regenerate ungrounded ones up to the configured attempts."""
     ans = cfg.answer
@@ -176,10 +198,8 @@ def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
             retry = []
             for i, item_id in zip(pending, ids):
                 record = latest[item_id]
-                reason = "error" if record["status"] == "error" else answer_reason(
-                        record["raw"], record["finish_reason"], questions[i].get("fact"), contexts[i][0], refusals, ans, questions[i].get("answer_hint")
-                    )
-                results[questions[i]["qid"]] = {"answer": record["raw"], "reason": reason, "attempts": attempt + 1}
+                answer, reason = judge_answer(record, questions[i], contexts[i][0], refusals, ans)
+                results[questions[i]["qid"]] = {"answer": answer, "reason": reason, "attempts": attempt + 1}
                 if reason in ("ungrounded", "unsupported_value"):
                     retry.append(i)
             pending = retry
