@@ -37,7 +37,32 @@ def _document_fingerprint(cfg: DictConfig, root: Path) -> Any:
     from runner.stages.ingest import discover_documents
 
     files, _ = discover_documents(cfg.ingest, root)
-    return [[str(path), hash_file(path)] for path in files]
+    return [[_relative_to(path, root), hash_file(path)] for path in files]
+
+
+def _relative_to(path: Path, root: Path) -> str:
+    """Paths inside the project are keyed relative to it, so a moved checkout keeps its cache."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _tokenizer_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    """Token-sized chunks depend on the embedding model's tokenizer; character-sized ones do not."""
+    return cfg.index.embedding_model if cfg.chunk.unit == "tokens" else None
+
+
+def _gguf_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    """Size and mtime of the GGUF (a replaced file or an upgraded model package changes the replies)."""
+    from runner.models import resolve_gguf
+
+    path = resolve_gguf(cfg.model.gguf_path, root)
+    return [path.stat().st_size, path.stat().st_mtime_ns]
+
+
+def _local_llm_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    return _gguf_fingerprint(cfg, root) if cfg.llm.backend == "llama_cpp" else None
 
 
 def _model_fingerprint(cfg: DictConfig, root: Path) -> Any:
@@ -55,24 +80,42 @@ def _train_code_fingerprint(cfg: DictConfig, root: Path) -> Any:
 def _probes_fingerprint(cfg: DictConfig, root: Path) -> Any:
     if not cfg.eval.probes:
         return None
-    path = Path(cfg.eval.probes)
+    path = Path(cfg.eval.probes).expanduser()
     path = path if path.is_absolute() else root / path
     return hash_file(path) if path.is_file() else None
 
+
+# what changes a model's replies (speed knobs such as parallel, n_threads, n_batch and retries do not)
+_LLM_OUTPUT = (
+    "model.gguf_path",
+    "model.chat_format",
+    "llm.backend",
+    "llm.n_ctx",
+    "llm.temperature",
+    "llm.top_p",
+    "llm.max_tokens",
+    "llm.seed",
+    "llm.base_url",
+    "llm.api_model",
+    "llm.response_format",
+)
+_QUESTION_PROMPTS = ("prompts.question_system", "prompts.question_user", "prompts.fact_system", "prompts.fact_user", "prompts.fact_examples")
+_ANSWER_PROMPTS = ("prompts.answer_system", "prompts.answer_user")
 
 _LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable")
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec("ingest", "runner.stages.ingest", ("ingest",), fingerprint=_document_fingerprint),
-    StageSpec("chunk", "runner.stages.chunk", ("chunk", "index.embedding_model"), ("ingest",)),
+    StageSpec("chunk", "runner.stages.chunk", ("chunk",), ("ingest",), fingerprint=_tokenizer_fingerprint),
     StageSpec("index", "runner.stages.index", ("index",), ("chunk",), code=("runner.retrieval", "runner.models")),
     StageSpec(
         "generate",
         "runner.stages.generate",
-        ("generate", "prompts", "llm", "model"),
+        ("generate", *_QUESTION_PROMPTS, *_LLM_OUTPUT),
         ("chunk",),
         resumable=True,
         code=("runner.facts", *_LLM_CODE),
+        fingerprint=_local_llm_fingerprint,
     ),
     StageSpec(
         "curate",
@@ -84,10 +127,11 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "answer",
         "runner.stages.answer",
-        ("answer", "retriever", "prompts", "llm", "model", "generate.topic", "index.embedding_model"),
+        ("answer", "retriever", *_ANSWER_PROMPTS, *_LLM_OUTPUT, "generate.topic", "index.embedding_model"),
         ("curate", "index", "chunk"),
         resumable=True,
         code=("runner.facts", "runner.retrieval", *_LLM_CODE),
+        fingerprint=_local_llm_fingerprint,
     ),
     StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer", "ingest")),
     StageSpec(
@@ -107,9 +151,9 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "eval",
         "runner.stages.evaluate",
-        ("eval", "model", "llm", "index.embedding_model"),
+        ("eval.probes", "eval.max_tokens", "eval.max_questions", "model.gguf_path", "model.chat_format", "llm.n_ctx", "index.embedding_model"),
         ("answer", "dataset", "train"),
-        fingerprint=_probes_fingerprint,
+        fingerprint=lambda cfg, root: [_probes_fingerprint(cfg, root), _gguf_fingerprint(cfg, root)],
         code=("runner.metrics", "runner.facts", *_LLM_CODE),
     ),
 )
@@ -212,9 +256,21 @@ def execute_stage(
 
 def preflight(cfg: DictConfig, root: Path) -> None:
     """Checks that need the file system, done before any model is loaded."""
+    from runner.models import resolve_embedding_model, resolve_gguf
     from runner.stages.ingest import discover_documents
 
     discover_documents(cfg.ingest, root)  # raises ConfigError for a missing path
+    resolve_gguf(cfg.model.gguf_path, root)
+    embedding = resolve_embedding_model(cfg.index.embedding_model, root)
+    if not Path(embedding).exists():
+        raise ConfigError(f"index.embedding_model={cfg.index.embedding_model!r} is not a local folder (no model hub is used)")
+    if cfg.model.hf_path:
+        hf = Path(cfg.model.hf_path).expanduser()
+        hf = hf if hf.is_absolute() else root / hf
+        if not (hf / "config.json").is_file():
+            raise ConfigError(f"model.hf_path={cfg.model.hf_path!r} is not a Hugging Face model folder (no config.json in {hf})")
+    if cfg.eval.probes and not _probes_fingerprint(cfg, root):
+        raise ConfigError(f"eval.probes={cfg.eval.probes!r} does not exist")
 
 
 @dataclass
@@ -328,8 +384,12 @@ def _log_run_files(tracker: tracking.Tracker, info: RunInfo) -> None:
 
 
 def _mask_hydra_overrides(hydra_record: dict[str, Any]) -> dict[str, Any]:
-    overrides = hydra_record.get("hydra", {}).get("overrides", {})
+    hydra = hydra_record.get("hydra", {})
+    overrides = hydra.get("overrides", {})
     for key in ("task", "hydra"):
         if isinstance(overrides.get(key), list):
             overrides[key] = tracking.mask_overrides(overrides[key])
+    job = hydra.get("job", {})
+    if isinstance(job.get("override_dirname"), str):  # the task overrides joined with commas
+        job["override_dirname"] = ",".join(tracking.mask_overrides(overrides.get("task") or []))
     return hydra_record

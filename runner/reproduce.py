@@ -44,15 +44,31 @@ def load_run_config(run_id: str, tracking_uri: str):
     return cfg, run.data.tags.get("overrides", "")
 
 
+def masked_keys(node, prefix: str = "") -> list[str]:
+    """Keys whose recorded value is the *** mask (secrets are never recorded)."""
+    keys = []
+    for key, value in node.items():
+        if OmegaConf.is_config(value):
+            keys += masked_keys(value, f"{prefix}{key}.")
+        elif value == "***":
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("run_id", help="MLflow run id to reproduce")
+    parser.add_argument("overrides", nargs="*", help="key=value for values that were masked in the record (secrets)")
     parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     uri = args.tracking_uri or resolve_tracking_uri(None, Path("mlruns"))
     try:
         cfg, overrides = load_run_config(args.run_id, uri)
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(args.overrides))
+        missing = masked_keys(cfg)
+        if missing:
+            raise RunnerError(f"run {args.run_id} used a secret for {missing[0]} (recorded as ***): pass it again, e.g. {missing[0]}=...")
         # the store is given by the environment, so the recorded config (and its hash) stays as it was
         os.environ["MLFLOW_TRACKING_URI"] = uri
         validate(cfg)

@@ -104,6 +104,9 @@ class LLMConfig:
     timeout_s: float = 120.0
     max_retries: int = 4
     retry_backoff_s: float = 1.0
+    # a stage whose share of failed requests (after retries) is above this is not committed:
+    # its finished requests are kept and a rerun retries only the failed ones
+    max_error_share: float = 0.1
     # how a JSON schema is sent to an OpenAI-compatible server: json_object (+schema, llama.cpp style) | json_schema | none
     response_format: str = "json_object"
 
@@ -212,21 +215,12 @@ class TrainConfig:
 
 
 @dataclass
-class JudgeConfig:
-    enabled: bool = False
-    backend: str = "llama_cpp"
-    base_url: Optional[str] = None
-    api_model: Optional[str] = None
-
-
-@dataclass
 class EvalConfig:
     probes: Optional[str] = "data/sample/probes.jsonl"
-    engine: str = "llama_cpp"  # llama_cpp | framework
+    engine: str = "llama_cpp"  # llama_cpp: base GGUF vs base GGUF + exported LoRA adapter
     max_tokens: int = 96
     max_questions: Optional[int] = None
     optimize_metric: str = "eval/probes/rougeL/delta"
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass
@@ -256,7 +250,6 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     # last stage to run; later stages are skipped (handy for quick looks)
     until: Optional[str] = None
-    experiment_name: Optional[str] = None
     # free-form extras a user may add from the command line with +extra.key=value
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -275,8 +268,7 @@ _CHOICES = {
     "dataset.split_by": ("question", "chunk"),
     "train.backend": ("mlx", "peft"),
     "train.lr_schedule": ("constant", "cosine"),
-    "eval.engine": ("llama_cpp", "framework"),
-    "eval.judge.backend": ("llama_cpp", "openai"),
+    "eval.engine": ("llama_cpp",),
     "llm.response_format": ("json_object", "json_schema", "none"),
     "answer.grounding": ("off", "drop", "regenerate"),
 }
@@ -374,6 +366,7 @@ def validate(cfg: Any) -> None:
     _check(0.0 < cfg.llm.top_p <= 1.0, "llm.top_p", cfg.llm.top_p, "must be in (0, 1]")
     _check(1 <= cfg.llm.parallel <= 64, "llm.parallel", cfg.llm.parallel, "must be in [1, 64]")
     _check(cfg.llm.timeout_s > 0, "llm.timeout_s", cfg.llm.timeout_s, "must be > 0")
+    _check(0.0 <= cfg.llm.max_error_share < 1.0, "llm.max_error_share", cfg.llm.max_error_share, "must be in [0, 1)")
     _check(cfg.llm.max_retries >= 0, "llm.max_retries", cfg.llm.max_retries, "must be >= 0")
 
     _check(cfg.generate.questions_per_chunk > 0, "generate.questions_per_chunk", cfg.generate.questions_per_chunk, "must be > 0")

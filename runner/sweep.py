@@ -45,7 +45,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         uri = _tracking_uri(config)
         tracker = tracking.Tracker(uri, config.tracking.experiment, artifact_root=Path(os.getcwd()) / config.paths.mlruns_dir / "artifacts")
-        overrides = list(config.hydra.overrides.task)
+        overrides = tracking.mask_overrides(list(config.hydra.overrides.task))
         run = tracker.mlflow.tracking.MlflowClient().create_run(
             tracker.mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id,
             run_name="sweep",

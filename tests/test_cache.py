@@ -39,8 +39,10 @@ def test_chunk_key_follows_its_config_slice_only(composed_cfg: Callable[..., Dic
     assert stage_key(spec, composed_cfg(), repo_root, inputs) == base  # deterministic
     assert stage_key(spec, composed_cfg(["chunk.size=900"]), repo_root, inputs) != base
     assert stage_key(spec, composed_cfg(["chunk=tokens"]), repo_root, inputs) != base
-    # the tokenizer comes from the embedding model, so it is part of the chunk slice
-    assert stage_key(spec, composed_cfg(["index.embedding_model=/models/other"]), repo_root, inputs) != base
+    # token-sized chunks use the embedding model's tokenizer; character-sized ones do not
+    assert stage_key(spec, composed_cfg(["index.embedding_model=/models/other"]), repo_root, inputs) == base
+    tokens = stage_key(spec, composed_cfg(["chunk=tokens"]), repo_root, inputs)
+    assert stage_key(spec, composed_cfg(["chunk=tokens", "index.embedding_model=/models/other"]), repo_root, inputs) != tokens
     for unrelated in ("index.batch_size=7", "retriever.k=2", "train.iters=3", "llm.temperature=0.9", "until=chunk"):
         assert stage_key(spec, composed_cfg([unrelated]), repo_root, inputs) == base, unrelated
     assert stage_key(spec, composed_cfg(), repo_root, {"ingest": "k-other"}) != base

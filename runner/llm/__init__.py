@@ -15,7 +15,11 @@ def create_llm(llm_cfg: Any, model_cfg: Any, root: Path, lora_path: Path | None 
         from runner.llm.llama_cpp import LlamaCppLLM
         from runner.models import resolve_gguf
 
-        return LlamaCppLLM(resolve_gguf(model_cfg.gguf_path, root), llm_cfg, lora_path=lora_path, chat_format=model_cfg.chat_format)
+        path = resolve_gguf(model_cfg.gguf_path, root)
+        try:
+            return LlamaCppLLM(path, llm_cfg, lora_path=lora_path, chat_format=model_cfg.chat_format)
+        except ValueError as exc:  # llama-cpp-python's "Failed to load model from file"
+            raise ConfigError(f"model.gguf_path={model_cfg.gguf_path!r}: llama.cpp cannot load {path} ({exc})") from None
     if llm_cfg.backend == "openai":
         from runner.llm.openai_compat import OpenAICompatLLM
 

@@ -125,10 +125,14 @@ class OpenAICompatLLM:
     def chat_many(self, requests_: Sequence[ChatRequest]) -> Iterator[tuple[int, ChatResponse]]:
         if not requests_:
             return
-        with ThreadPoolExecutor(max_workers=self.cfg.parallel) as pool:
+        pool = ThreadPoolExecutor(max_workers=self.cfg.parallel)
+        try:
             futures = {pool.submit(self.chat, request): position for position, request in enumerate(requests_)}
             for future in as_completed(futures):
                 yield futures[future], future.result()
+        finally:
+            # on Ctrl-C (or a consumer that stops early) drop the queued requests instead of waiting for them
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         if hasattr(self._local, "session"):

@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from runner.errors import LLMError
 from runner.jsonl import JsonlAppender, iter_jsonl
 from runner.llm.base import LLM, ChatRequest, ChatResponse
 
@@ -69,3 +70,13 @@ def response_fields(response: ChatResponse) -> dict[str, Any]:
         "completion_tokens": response.completion_tokens,
         "seconds": response.seconds,
     }
+
+
+def raise_if_too_many_failed(errors: Sequence[str], total: int, max_share: float, what: str) -> None:
+    """Refuse to finish a stage when more than ``max_share`` of its requests failed after retries:
+    its finished requests stay in the work folder and a rerun retries only the failed ones."""
+    if total and errors and (len(errors) == total or len(errors) / total > max_share):
+        raise LLMError(
+            f"{len(errors)} of {total} {what} requests failed (first: {errors[0]}); finished ones are kept, "
+            "rerun to retry the rest (llm.max_error_share sets how many failures a stage accepts)"
+        )

@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from runner.errors import LLMError
 from runner.facts import comparable_terms, numbers_in
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
-from runner.llm.resumable import latest_results, response_fields, run_resumable
+from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.retrieval import HybridRetriever, retrieval_quality
 from runner.stage import StageContext, StageResult
 from runner.stages.chunk import load_chunks
@@ -207,8 +206,7 @@ def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
                 break
     finally:
         llm.close()
-    if all(r["reason"] == "error" for r in results.values()):
-        first = latest_results(items_path)
-        error = next((r["error"] for r in first.values() if r.get("error")), "unknown")
-        raise LLMError(f"all {len(results)} answer requests failed (first: {error}); rerun to retry")
+    latest = latest_results(items_path)
+    errors = [latest[f"{qid}-a{r['attempts'] - 1}"].get("error") or "unknown" for qid, r in results.items() if r["reason"] == "error"]
+    raise_if_too_many_failed(errors, len(results), cfg.llm.max_error_share, "answer")
     return results

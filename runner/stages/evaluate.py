@@ -49,6 +49,9 @@ def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, str]
         if not path.is_file():
             raise InputError(f"eval.probes={cfg.eval.probes!r} does not exist (looked for {path})")
         probes = read_jsonl(path)
+        for number, probe in enumerate(probes, start=1):
+            if not (isinstance(probe.get("question"), str) and isinstance(probe.get("answer"), str)):
+                raise InputError(f"eval.probes: record {number} of {path} needs string fields 'question' and 'answer'")
         sets["probes"] = [{"id": str(p.get("id", i)), "question": p["question"], "reference": p["answer"]} for i, p in enumerate(probes)]
     if cfg.eval.max_questions:
         sets = {name: rows[: cfg.eval.max_questions] for name, rows in sets.items()}

@@ -21,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from runner.errors import LLMError
 from runner.facts import answer_span, extract_facts, fallback_facts
 from runner.jsonl import write_jsonl
 from runner.llm import ChatRequest, ChatResponse, create_llm
 from runner.llm.base import LLM, questions_schema
-from runner.llm.resumable import latest_results, response_fields, run_resumable
+from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.stage import StageContext, StageResult
 from runner.stages.chunk import load_chunks
 
@@ -210,13 +209,6 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
     return records, questions
 
 
-def raise_if_all_failed(records: list[dict[str, Any]]) -> None:
-    """With every request failed the stage must not be cached as done: a rerun retries them."""
-    errors = [r for r in records if r["status"] == "error"]
-    if records and len(errors) == len(records):
-        raise LLMError(f"all {len(records)} LLM requests failed (first: {errors[0]['error']}); rerun to retry")
-
-
 def build_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
     if cfg.generate.strategy == "free":
         return build_free_items(chunks, cfg)
@@ -234,7 +226,8 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     finally:
         llm.close()
     records, questions = collect_instructions(items, items_path)
-    raise_if_all_failed(records)
+    errors = [r["error"] or "unknown" for r in records if r["status"] == "error"]
+    raise_if_too_many_failed(errors, len(records), cfg.llm.max_error_share, "question")
     write_jsonl(ctx.work_dir / INSTRUCTIONS_FILE, questions)
     for q in random.Random(0).sample(questions, min(SAMPLE_SIZE, len(questions))):
         log.info("  sample question [%s p%s]: %s", q["chunk_id"], q["page"], q["question"])

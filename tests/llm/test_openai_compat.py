@@ -273,7 +273,7 @@ def test_generate_stage_fails_when_every_request_fails_then_resumes(
         return generate.run(cfg, ctx), key
 
     (tmp_path / "work").mkdir()
-    with pytest.raises(LLMError, match=r"all 3 LLM requests failed \(first: HTTP 500\)"):
+    with pytest.raises(LLMError, match=r"3 of 3 question requests failed \(first: HTTP 500\)"):
         run("down")
     errors = read_jsonl(tmp_path / "work" / ITEMS_FILE)
     assert [r["status"] for r in errors] == ["error"] * 3 and not (tmp_path / "work" / INSTRUCTIONS_FILE).exists()

@@ -146,7 +146,7 @@ def test_all_answers_failing_raises_so_the_stage_is_not_cached(composed_cfg: Cal
     cfg = composed_cfg()
     monkeypatch.setattr(answer, "create_llm", lambda *args, **kwargs: FakeLLM(lambda request: error_response("HTTP 503")))
     ctx = StageContext("answer", cfg, REPO_ROOT, tmp_path, {})
-    with pytest.raises(LLMError, match="all 1 answer requests failed .*HTTP 503"):
+    with pytest.raises(LLMError, match="1 of 1 answer requests failed .*HTTP 503"):
         answer.generate_answers(cfg, ctx, [{"qid": "q", "question": "Which port?", "fact": None}], [("ctx", ["c0"])])
 
 
