@@ -12,7 +12,7 @@ from pathlib import Path
 
 from runner.tracking import resolve_tracking_uri
 
-KEY_METRICS = ("metrics.eval/probes/rougeL/delta", "metrics.eval/probes/fact_recall/delta", "metrics.eval/valid/loss/delta", "metrics.answer/retrieval/ensemble/hit_at_4")
+KEY_METRICS = ("metrics.eval/probes/rougeL/delta", "metrics.eval/probes/fact_recall/delta", "metrics.eval/valid/loss/delta", "metrics.answer/retrieval/ensemble/hit_at_3")
 
 
 def compare_table(experiment: str, tracking_uri: str, max_runs: int = 200):

@@ -66,11 +66,12 @@ class RetrieverConfig:
     kind: str = "ensemble"  # ensemble | bm25 | dense
     weights: RetrieverWeights = field(default_factory=RetrieverWeights)
     rrf_c: int = 60
-    k: int = 4
+    k: int = 3
     fetch_k: int = 20
     use_mmr: bool = True
     lambda_mult: float = 0.5
-    context_max_tokens: int = 768
+    # prompt processing dominates answer cost on a CPU: ~2 chunks of 1000 characters
+    context_max_tokens: int = 448
 
 
 @dataclass
