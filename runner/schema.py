@@ -153,6 +153,8 @@ class CurateConfig:
     dedup_threshold: float = 0.92
     specificity_k: int = 5
     specificity_gate: bool = True
+    # fact-anchored questions: at least this share of a question's content words must come from its fact
+    min_fact_overlap: float = 0.5
 
 
 @dataclass
@@ -379,6 +381,7 @@ def validate(cfg: Any) -> None:
 
     _check(0.0 < cfg.curate.dedup_threshold <= 1.0, "curate.dedup_threshold", cfg.curate.dedup_threshold, "must be in (0, 1]")
     _check(cfg.curate.min_chars < cfg.curate.max_chars, "curate.min_chars", cfg.curate.min_chars, f"must be < curate.max_chars ({cfg.curate.max_chars})")
+    _check(0.0 <= cfg.curate.min_fact_overlap <= 1.0, "curate.min_fact_overlap", cfg.curate.min_fact_overlap, "must be in [0, 1]")
     _check(cfg.curate.specificity_k > 0, "curate.specificity_k", cfg.curate.specificity_k, "must be > 0")
 
     _check_prompt_placeholders(cfg.prompts)

@@ -50,7 +50,13 @@ def example_terms(prompts: Any, topic: str, corpus_texts: Iterable[str] = ()) ->
 
 
 def rule_reason(
-    question: str, source_text: str, patterns: list[re.Pattern[str]], cur: Any, leak_terms: set[str] = frozenset(), answer_hint: str | None = None
+    question: str,
+    source_text: str,
+    patterns: list[re.Pattern[str]],
+    cur: Any,
+    leak_terms: set[str] = frozenset(),
+    answer_hint: str | None = None,
+    fact: str | None = None,
 ) -> str | None:
     """The first cheap rule a question breaks, or None."""
     for pattern in patterns:
@@ -69,6 +75,8 @@ def rule_reason(
         return "leaked_example"
     if answer_hint and _normalize(answer_hint) in _normalize(question):
         return "answer_in_question"  # "What port is 7461?" teaches nothing
+    if fact and len(question_terms & content_terms(fact)) < cur.min_fact_overlap * len(question_terms):
+        return "off_fact"  # most of the question's words are not the fact's: the model wandered off
     return None
 
 
@@ -114,7 +122,7 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
     dropped: list[dict[str, Any]] = []
     for q in questions:
         source = (q.get("fact") or "") + " " + chunks_by_id[q["chunk_id"]]["text"]
-        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, q.get("answer_hint"))
+        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, q.get("answer_hint"), q.get("fact"))
         (dropped if reason else kept).append({**q, "reason": reason} if reason else q)
 
     def embed(texts: list[str]) -> np.ndarray:

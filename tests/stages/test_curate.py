@@ -118,7 +118,7 @@ def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory
 def test_every_question_is_kept_or_dropped_with_a_reason(curated_run) -> None:
     result, generated, kept, dropped, _ = curated_run
     assert sorted(q["qid"] for q in kept + dropped) == sorted(q["qid"] for q in generated)
-    assert all(d["reason"] in {"pattern", "too_short", "too_long", "not_a_question", "no_shared_term", "leaked_example", "answer_in_question", "near_duplicate", "not_specific"} for d in dropped)
+    assert all(d["reason"] in {"pattern", "too_short", "too_long", "not_a_question", "no_shared_term", "leaked_example", "answer_in_question", "off_fact", "near_duplicate", "not_specific"} for d in dropped)
     originals = {q["qid"]: q for q in generated}
     for d in dropped:  # the dropped record is the question as generated, plus its reason
         assert {k: v for k, v in d.items() if k != "reason"} == originals[d["qid"]]
@@ -224,6 +224,10 @@ def test_rule_reason_order_and_leaked_example(composed_cfg: Callable[..., DictCo
 
     assert reason("How many times does the scheduler retry a failed delivery?") == "leaked_example"
     assert rule_reason("Which port is 7461?", "The admin API listens on port 7461.", patterns, cfg.curate, leak, "7461") == "answer_in_question"
+    # 2 of the question's 7 content words come from its fact (< min_fact_overlap 0.5): it wandered off
+    wandering = "How many delivery lanes does the cluster of relay nodes keep in memory?"
+    assert rule_reason(wandering, source, patterns, cfg.curate, leak, None, fact=source) == "off_fact"
+    assert rule_reason("How many times does the relay retry a failed delivery?", source, patterns, cfg.curate, leak, "5 times", fact=source) is None
     assert reason("How many times does the relay retry a failed delivery?") is None
     assert reason("Where can I find the failed delivery?") == "pattern"  # patterns come first
     assert reason("Retry?") == "too_short"
