@@ -166,8 +166,10 @@ class AnswerConfig:
     # fact-anchored questions: put the question's own fact sentence at the top of the retrieved context
     include_fact: bool = True
     regenerate_attempts: int = 1
-    # an answer cut off by max_tokens keeps its first complete sentences (up to this many) if they pass
-    keep_sentences: int = 2
+    # answers keep their first complete sentences (up to this many): small models state the answer
+    # first and then ramble or drift into unrelated, often wrong, sentences
+    keep_sentences: int = 1
+    stop: list[str] = field(default_factory=lambda: ["\nQuestion:", "Question:", "\n\n"])
     min_chars: int = 8
     refusal_patterns: list[str] = field(
         default_factory=lambda: [
@@ -199,7 +201,8 @@ class TrainConfig:
     scale: float = 20.0
     dropout: float = 0.0
     target_modules: Optional[list[str]] = None
-    iters: int = 200
+    # the embedded model's sample dataset is a few dozen pairs: past ~50 iterations val loss rises again
+    iters: int = 60
     batch_size: int = 1
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"  # constant | cosine
@@ -207,8 +210,8 @@ class TrainConfig:
     max_seq_length: int = 512
     grad_checkpoint: bool = False
     steps_per_report: int = 10
-    steps_per_eval: int = 50
-    save_every: int = 50
+    steps_per_eval: int = 20
+    save_every: int = 20
     val_batches: int = 10
     seed: int = 0
     mask_prompt: bool = True

@@ -152,17 +152,14 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
 
 
 def judge_answer(record: dict[str, Any], question: dict[str, Any], context: str, refusals: list[re.Pattern[str]], ans: Any) -> tuple[str, str | None]:
-    """(answer, drop reason or None) for one reply; a reply cut off by max_tokens keeps its complete
-    first sentences when those pass on their own."""
+    """(answer, drop reason or None) for one reply, cut to its first ``answer.keep_sentences`` complete
+    sentences; a reply cut off by max_tokens is kept when those sentences pass on their own."""
     if record["status"] == "error":
         return record["raw"], "error"
     fact, hint = question.get("fact"), question.get("answer_hint")
-    reason = answer_reason(record["raw"], record["finish_reason"], fact, context, refusals, ans, hint)
-    if reason is not None and record["finish_reason"] == "length":
-        trimmed = complete_sentences(record["raw"], ans.keep_sentences)
-        if trimmed and answer_reason(trimmed, "stop", fact, context, refusals, ans, hint) is None:
-            return trimmed, None
-    return record["raw"], reason
+    answer = complete_sentences(record["raw"], ans.keep_sentences) or record["raw"].strip()
+    finish = "stop" if answer != record["raw"].strip() else record["finish_reason"]
+    return answer, answer_reason(answer, finish, fact, context, refusals, ans, hint)
 
 
 def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]], contexts: list[tuple[str, list[str]]]) -> dict[str, dict[str, Any]]:
@@ -184,6 +181,7 @@ def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
                     messages_for(questions[i]["question"], contexts[i][0], cfg.prompts, cfg.generate.topic),
                     max_tokens=ans.max_tokens,
                     temperature=ans.temperature if attempt == 0 else max(ans.temperature, 0.7),
+                    stop=list(ans.stop),
                     seed=cfg.llm.seed + attempt,
                 )
                 for i in pending

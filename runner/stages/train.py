@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from tqdm import tqdm
+
 from runner.cache import hash_source
 from runner.errors import ConfigError, RunnerError
 from runner.stage import StageContext, StageResult
@@ -75,7 +77,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     job_path = ctx.work_dir / JOB_FILE
     job_path.write_text(job.to_json())
 
-    forward = _MetricForwarder(ctx.log_metrics)
+    forward = _MetricForwarder(ctx.log_metrics, job.iters)
     env = fast_blas_env() if (job.backend == "mlx" and cfg.train.fast_blas and sys.platform.startswith("linux")) else None
     if env is not None:
         with tempfile.TemporaryDirectory(prefix="doc2lora-blas-") as scratch:
@@ -83,6 +85,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             result = run_worker(job_path, env, forward)
     else:
         result = run_training(job, forward)
+    forward.close()
     if forward.info.get("blas") == "reference" and cfg.train.fast_blas and sys.platform.startswith("linux"):
         log.warning("train.fast_blas=true but mlx ran on its bundled reference BLAS (~15x slower); is cmeel-openblas installed?")
 
@@ -248,9 +251,10 @@ def run_worker(job_path: Path, env: dict[str, str], on_event: Callable[[dict[str
 class _MetricForwarder:
     """Turns worker events into ``ctx.log_metrics`` calls and remembers the info events."""
 
-    def __init__(self, log_metrics: Callable[[dict[str, float], Optional[int]], None]):
+    def __init__(self, log_metrics: Callable[[dict[str, float], Optional[int]], None], iters: int):
         self.log_metrics = log_metrics
         self.info: dict[str, Any] = {}
+        self.bar = tqdm(total=iters, desc="train", unit="it")
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
@@ -258,9 +262,22 @@ class _MetricForwarder:
             values = {k: float(v) for k, v in event["values"].items() if _finite(v)}
             if values:
                 self.log_metrics(values, event.get("step"))
+            self._show_progress(values, event.get("step"))
         elif kind == "info":
             self.info.update(event["values"])
             log.info("train: %s", ", ".join(f"{k}={v}" for k, v in event["values"].items()))
+
+
+    def _show_progress(self, values: dict[str, float], step: Optional[int]) -> None:
+        if step is not None and step > self.bar.n:
+            self.bar.update(min(step, self.bar.total) - self.bar.n)
+        shown = {"loss": values.get("train/loss"), "val_loss": values.get("val/loss"), "tok_s": values.get("train/tokens_per_second")}
+        postfix = {k: f"{v:.3g}" for k, v in shown.items() if v is not None}
+        if postfix:
+            self.bar.set_postfix(postfix)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _finite(value: Any) -> bool:
