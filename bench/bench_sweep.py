@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"points": args.points, "cold_each_s": cold_s, "warm_cache_s": warm_s, "ratio": cold_s / warm_s, "cold": cold, "warm": warm}
     print(f"{args.points}-point LoRA sweep (train.iters={iters}), debug=tiny, {args.chunks} chunks")
     print(f"  each point from scratch (original workflow): {cold_s:7.1f} s")
-    print(f"  shared stage cache (this runner):            {warm_s:7.1f} s   ({', '.join(f'{p['seconds']:.0f}' for p in warm)} s per point)")
+    per_point = ", ".join(f"{p['seconds']:.0f}" for p in warm)
+    print(f"  shared stage cache (this runner):            {warm_s:7.1f} s   ({per_point} s per point)")
     print(f"  ratio: {cold_s / warm_s:.2f}x")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
