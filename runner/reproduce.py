@@ -47,7 +47,8 @@ def load_run_config(run_id: str, tracking_uri: str):
 def masked_keys(node, prefix: str = "") -> list[str]:
     """Keys whose recorded value is the *** mask (secrets are never recorded)."""
     keys = []
-    for key, value in node.items():
+    items = node.items() if OmegaConf.is_dict(node) else enumerate(node)
+    for key, value in items:
         if OmegaConf.is_config(value):
             keys += masked_keys(value, f"{prefix}{key}.")
         elif value == "***":
