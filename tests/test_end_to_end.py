@@ -116,7 +116,6 @@ def test_multirun_nests_jobs_under_one_parent_and_shares_the_dataset(tmp_path: P
     assert "cached" in result.stderr + result.stdout
 
 
-@pytest.mark.slow
 def test_parallel_jobs_on_cold_cache_compute_each_key_once(tmp_path: Path) -> None:
     run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "train.iters=2,3"], tmp_path)
     for stage in ("ingest", "chunk", "index", "generate", "curate", "answer", "dataset", "prepare_model"):
