@@ -24,11 +24,20 @@ PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 def _start(tmp_path: Path, doc: Path, extra: list[str] = ()) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "runner", "until=index", f"ingest.documents=[{doc}]",
+        sys.executable, "-m", "runner", "until=index", f"ingest.documents=[{doc}]", "chunk.size=200", "chunk.overlap=0",
         f"paths.output_dir={tmp_path / 'outputs'}", f"paths.mlruns_dir={tmp_path / 'mlruns'}", *extra,
     ]
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _long_doc(tmp_path: Path) -> Path:
+    """Enough chunks that embedding them takes seconds, so a signal surely lands mid-stage."""
+    path = tmp_path / "docs" / "long.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    paragraphs = [f"Setting number {i} of the zorblax daemon defaults to {i * 7} units and rotates every {i} hours." for i in range(600)]
+    path.write_text("\n\n".join(paragraphs), encoding="utf-8")
+    return path
 
 
 def _client(tmp_path: Path) -> MlflowClient:
@@ -48,11 +57,16 @@ def _wait_for_running_run(tmp_path: Path, proc: subprocess.Popen, timeout: float
         raise AssertionError("the job ended before starting its run")
     experiment = _client(tmp_path).get_experiment_by_name("doc2lora")
     (run,) = _client(tmp_path).search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
-    return run
+    # the index stage loads the embedding model (seconds): a signal sent now lands mid-stage
+    for line in proc.stdout:
+        if "stage index    running" in line:
+            return run
+    raise AssertionError("the job ended before its index stage")
 
 
-def test_sigterm_ends_the_run_as_killed_and_a_rerun_reuses_finished_stages(tmp_path: Path, tiny_doc: Path) -> None:
-    proc = _start(tmp_path, tiny_doc)
+def test_sigterm_ends_the_run_as_killed_and_a_rerun_reuses_finished_stages(tmp_path: Path) -> None:
+    doc = _long_doc(tmp_path)
+    proc = _start(tmp_path, doc)
     run = _wait_for_running_run(tmp_path, proc)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=60)
@@ -60,21 +74,23 @@ def test_sigterm_ends_the_run_as_killed_and_a_rerun_reuses_finished_stages(tmp_p
     assert "interrupted" in output
     assert _client(tmp_path).get_run(run.info.run_id).info.status == "KILLED"
 
-    rerun = _start(tmp_path, tiny_doc)
-    rerun.communicate(timeout=300)
+    rerun = _start(tmp_path, doc)
+    output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0
+    assert "stage ingest   cached" in output  # finished before the signal, so reused
     cache = tmp_path / "outputs" / "cache"
     assert not list(cache.glob("*/*.partial/_stage.json"))  # a half-written stage is never committed
 
 
-def test_kill_9_leaves_no_run_running_after_the_next_start(tmp_path: Path, tiny_doc: Path) -> None:
-    proc = _start(tmp_path, tiny_doc)
+def test_kill_9_leaves_no_run_running_after_the_next_start(tmp_path: Path) -> None:
+    doc = _long_doc(tmp_path)
+    proc = _start(tmp_path, doc)
     run = _wait_for_running_run(tmp_path, proc)
     proc.kill()  # SIGKILL: the process cannot mark its own run
     proc.communicate(timeout=30)
     assert _client(tmp_path).get_run(run.info.run_id).info.status == "RUNNING"
 
-    rerun = _start(tmp_path, tiny_doc)
+    rerun = _start(tmp_path, doc)
     rerun.communicate(timeout=300)
     assert rerun.returncode == 0
     assert _client(tmp_path).get_run(run.info.run_id).info.status == "KILLED"
