@@ -37,7 +37,8 @@ def hash_file(path: Path, chunk_size: int = 1 << 20) -> str:
 
 
 def hash_source(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """Short content hash of a code file, for cache keys."""
+    return hash_file(Path(path))[:16]
 
 
 @dataclass(frozen=True)

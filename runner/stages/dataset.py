@@ -18,7 +18,7 @@ from typing import Any
 from runner.errors import InputError
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.stage import StageContext, StageResult
-from runner.stages.answer import ANSWERS_FILE
+from runner.stages.answer import ANSWERS_FILE, CHARS_PER_TOKEN
 from runner.stages.ingest import PAGES_FILE
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 TRAIN_FILE = "train.jsonl"
 VALID_FILE = "valid.jsonl"
 PROVENANCE_FILE = "provenance.jsonl"
-CHARS_PER_TOKEN = 4
 COVERAGE_FILE = "coverage.png"
 
 

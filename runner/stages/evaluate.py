@@ -26,7 +26,9 @@ from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, response_fields, run_resumable
 from runner.metrics import fact_recall, rouge_l, token_f1
 from runner.stage import StageContext, StageResult
+from runner.stages.answer import ANSWERS_FILE
 from runner.stages.dataset import PROVENANCE_FILE
+from runner.stages.train import adapter_gguf
 from runner.stages.index import embed_texts
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ ROW_METRICS = ("f1", "rougeL", "similarity", "fact_recall")
 def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, str]]]:
     """{"valid": [...], "probes": [...]}: id, question, reference answer."""
     sets: dict[str, list[dict[str, str]]] = {}
-    answers = {r["qid"]: r for r in read_jsonl(ctx.inputs["answer"] / "answers.jsonl")}
+    answers = {r["qid"]: r for r in read_jsonl(ctx.inputs["answer"] / ANSWERS_FILE)}
     valid = [answers[p["qid"]] for p in read_jsonl(ctx.inputs["dataset"] / PROVENANCE_FILE) if p["split"] == "valid"]
     sets["valid"] = [{"id": r["qid"], "question": r["question"], "reference": r["answer"]} for r in valid]
     if cfg.eval.probes:
@@ -113,7 +115,7 @@ def loss_metrics(train_dir: Path) -> dict[str, float]:
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Answer every eval question with both models; write the comparison table, summary and report."""
     sets = load_eval_sets(cfg, ctx)
-    adapter = ctx.inputs["train"] / "adapter.gguf"
+    adapter = adapter_gguf(ctx.inputs["train"])
     if not adapter.is_file():
         raise InputError(f"the train stage produced no GGUF adapter at {adapter}")
     llm_cfg = OmegaConf.merge(cfg.llm, {"backend": "llama_cpp", "temperature": 0.0})
