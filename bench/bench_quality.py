@@ -3,13 +3,15 @@
     .venv/bin/python bench/bench_quality.py [--chunks N] [--review 30]
 
 Strategies compared (same sample chunks, same model, generate -> curate -> answer):
-- ``fact_anchored``: the default (facts picked deterministically, one question per fact).
+- ``fact_anchored``: the default (facts picked deterministically, one question per fact,
+  answered by the fact sentence: ``answer.mode=extractive``).
+- ``fact_anchored_rag``: the same questions answered by the model with RAG (``answer.mode=rag``).
 - ``free``: the original per-chunk prompt done right (chat template, JSON-constrained, short).
 - ``original_raw``: the original prompts in the Mistral ``[INST]`` format sent to a model with
   another chat template, as the original scripts did.
 
 Reports yield (kept / generated), self-retrieval hit@5 before the gate, answer grounding
-rate, coverage and seconds per kept example, and writes kept pairs to review by hand to
+rate (of the model's answers), coverage (share of chunks with a kept pair) and seconds per kept example, and writes kept pairs to review by hand to
 ``bench/results/quality_review_<strategy>.jsonl``.
 """
 
@@ -39,6 +41,7 @@ log = logging.getLogger("bench.quality")
 
 STRATEGIES = {
     "fact_anchored": [],
+    "fact_anchored_rag": ["answer.mode=rag"],
     "free": ["generate.strategy=free"],
     "original_raw": ["generate.strategy=free", "prompts=original", "model.chat_format=mistral-instruct", "llm.max_tokens=256"],
 }
@@ -71,7 +74,7 @@ def run_strategy(name: str, extra: list[str], chunks: int, workdir: Path) -> dic
         "yield": kept / max(1.0, m.get("curate/generated", 0.0)),
         "self_hit_at_5_before_gate": m.get("curate/self_hit@5_before_gate", float("nan")),
         "grounding_rate": m.get("answer/grounding_rate", float("nan")),
-        "chunk_coverage": m.get("curate/chunk_coverage", 0.0),
+        "chunk_coverage": m.get("answer/chunk_coverage", 0.0),
         "mean_completion_tokens": m.get("generate/mean_completion_tokens", 0.0),
         "seconds": wall,
         "seconds_per_kept_example": wall / kept if kept else float("inf"),
@@ -99,11 +102,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for row in sample:
                     handle.write(json.dumps({k: row.get(k) for k in ("qid", "question", "answer", "fact", "chunk_id", "page")}) + "\n")
             results.append(result)
-    header = f"{'strategy':<14} {'generated':>9} {'kept':>5} {'yield':>6} {'hit@5':>6} {'ground':>7} {'cover':>6} {'tok/req':>8} {'s/kept':>7}"
+    header = f"{'strategy':<18} {'generated':>9} {'kept':>5} {'yield':>6} {'hit@5':>6} {'ground':>7} {'cover':>6} {'tok/req':>8} {'s/kept':>7}"
     print(header)
     for r in results:
         print(
-            f"{r['strategy']:<14} {r['generated']:>9.0f} {r['kept_pairs']:>5.0f} {r['yield']:>6.2f} {r['self_hit_at_5_before_gate']:>6.2f} "
+            f"{r['strategy']:<18} {r['generated']:>9.0f} {r['kept_pairs']:>5.0f} {r['yield']:>6.2f} {r['self_hit_at_5_before_gate']:>6.2f} "
             f"{r['grounding_rate']:>7.2f} {r['chunk_coverage']:>6.2f} {r['mean_completion_tokens']:>8.1f} {r['seconds_per_kept_example']:>7.1f}"
         )
     payload = {"chunks": args.chunks, "results": results}

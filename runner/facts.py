@@ -165,22 +165,27 @@ def fallback_facts(text: str, max_facts: int) -> list[Fact]:
     return [Fact(s, 0.0, i) for i, s in sorted(ranked)]
 
 
-# what a fact's answer most likely is, most specific first
+_QUANTITY = r"\d+(?:[.,]\d+)*(?:\s?(?:%|ms|MB|MiB|GB|GiB|KB|KiB|TB|TiB|seconds?|minutes?|hours?|days?|s|h|min)\b)?"
+# what a fact's answer most likely is, most specific first; a pattern's group 1, when it has one, is the span
 _ANSWER_PATTERNS = (
     re.compile(r"\b[A-Z]{2,}-\d+\b"),  # error codes: QSR-4012
+    re.compile(rf"\b(between {_QUANTITY} and {_QUANTITY})"),  # a range is one answer, not its first number
+    re.compile(rf"\bdefaults? (?:to|is|of) ({_QUANTITY}|[\w./-]*[\w/])"),  # "defaults to 2": the value, not the key
     re.compile(r"(?:--[a-z][\w-]*)"),  # flags
-    re.compile(r"\b\d+(?:[.,]\d+)*\s?(?:%|ms|MB|MiB|GB|GiB|KB|KiB|TB|TiB|seconds?|minutes?|hours?|days?|s|h|min)\b"),
-    re.compile(r"(?:/[\w.<>-]+){2,}"),  # paths
-    re.compile(r"\b[a-z]+(?:[._][a-z0-9]+)+\b"),  # config keys: storage.retention_hours
     re.compile(r"\bport \d+\b", re.IGNORECASE),
+    re.compile(r"\b\d+(?:[.,]\d+)*\s?(?:%|ms|MB|MiB|GB|GiB|KB|KiB|TB|TiB|seconds?|minutes?|hours?|days?|s|h|min)\b"),
+    re.compile(r"(?:/[\w.<>-]*[\w<>]){2,}"),  # paths, without a sentence's closing dot
+    re.compile(r"\b[a-z]+(?:[._][a-z0-9]+)+\b"),  # config keys: storage.retention_hours
     re.compile(r"\b\d+(?:[.,]\d+)*\b"),
 )
 
 
 def answer_span(fact: str) -> str | None:
-    """The most specific checkable span of a fact (error code, flag, quantity, path, key, number)."""
+    """The most specific checkable span of a fact (error code, range, default value, flag, port,
+    quantity, path, key, number)."""
     for pattern in _ANSWER_PATTERNS:
         match = pattern.search(fact)
         if match:
-            return match.group(0).strip()
+            return match.group(1 if pattern.groups else 0).strip()
     return None
+

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import tracking
 from runner.cache import CacheEntry, hash_file, hash_json, hash_source
-from runner.errors import ConfigError, TrackingError
+from runner.errors import ConfigError, RunnerError, TrackingError
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ STAGES: tuple[StageSpec, ...] = (
         "answer",
         "runner.stages.answer",
         ("answer", "retriever", *_ANSWER_PROMPTS, *_LLM_OUTPUT, "generate.topic", "index.embedding_model"),
-        ("curate", "index", "chunk"),
+        ("curate", "generate", "index", "chunk"),
         resumable=True,
         code=("runner.facts", "runner.retrieval", *_LLM_CODE),
         fingerprint=_local_llm_fingerprint,
@@ -353,6 +353,10 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except RunnerError as exc:
+        exc.run_id = run_id  # this failure has its run (FAILED, with the error as a tag): runner.app
+        _tag_error(tracker, exc)
+        raise
     finally:
         tracker.end(status)
 
@@ -362,6 +366,13 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
         "stages": {name: {"key": o.key, "path": str(o.path), "cache_hit": o.cache_hit} for name, o in outcomes.items()},
         "config_hash": config_hash,
     }
+
+
+def _tag_error(tracker: tracking.Tracker, exc: RunnerError) -> None:
+    try:
+        tracker.set_tags({"error": str(exc)[: tracking.MAX_PARAM_CHARS]})
+    except Exception as tag_error:  # noqa: BLE001 - never hide the stage's own error
+        log.warning("could not tag the MLflow run with the error: %s", tag_error)
 
 
 def _log_run_files(tracker: tracking.Tracker, info: RunInfo) -> None:

@@ -130,7 +130,7 @@ class GenerateConfig:
     topic: str = "Quillstream Relay"
     questions_per_chunk: int = 2
     # when set, questions per chunk = ceil(chunk chars / chars_per_question)
-    chars_per_question: Optional[int] = None
+    chars_per_question: Optional[int] = 350
     candidates_per_fact: int = 2
     max_facts_per_chunk: int = 6
     max_chunks: Optional[int] = None
@@ -153,12 +153,25 @@ class CurateConfig:
     dedup_threshold: float = 0.92
     specificity_k: int = 5
     specificity_gate: bool = True
-    # fact-anchored questions: at least this share of a question's content words must come from its fact
-    min_fact_overlap: float = 0.5
+    # fact-anchored questions: at least this share of a question's content words must come from its
+    # fact (stemmed; "maximum"/"minimum" need "at most"/"at least" or the like in the fact), apart from
+    # the generic question words below and the topic; numbers in the question must be the fact's too
+    min_fact_overlap: float = 1.0
+    question_words: list[str] = field(
+        default_factory=lambda: [
+            "name", "number", "value", "command", "option", "setting", "happen", "mean", "call", "type",
+            "kind", "size", "amount", "default", "location", "way", "need", "long", "often",
+        ]
+    )
+    # fact-anchored questions: keep the first N passing candidates per fact (null: keep all)
+    max_per_fact: Optional[int] = 1
 
 
 @dataclass
 class AnswerConfig:
+    # extractive: a fact-anchored question is answered by its own fact sentence, others with RAG;
+    # rag: every question is answered by the model from the retrieved context (use with strong models)
+    mode: str = "extractive"
     max_tokens: int = 96
     temperature: float = 0.0
     # fact-anchored questions: an answer holding none of the fact's key terms is dropped or regenerated
@@ -277,6 +290,7 @@ _CHOICES = {
     "eval.engine": ("llama_cpp",),
     "llm.response_format": ("json_object", "json_schema", "none"),
     "answer.grounding": ("off", "drop", "regenerate"),
+    "answer.mode": ("extractive", "rag"),
 }
 
 
@@ -384,6 +398,7 @@ def validate(cfg: Any) -> None:
 
     _check(0.0 < cfg.curate.dedup_threshold <= 1.0, "curate.dedup_threshold", cfg.curate.dedup_threshold, "must be in (0, 1]")
     _check(cfg.curate.min_chars < cfg.curate.max_chars, "curate.min_chars", cfg.curate.min_chars, f"must be < curate.max_chars ({cfg.curate.max_chars})")
+    _check(cfg.curate.max_per_fact is None or cfg.curate.max_per_fact >= 1, "curate.max_per_fact", cfg.curate.max_per_fact, "must be >= 1 or null")
     _check(0.0 <= cfg.curate.min_fact_overlap <= 1.0, "curate.min_fact_overlap", cfg.curate.min_fact_overlap, "must be in [0, 1]")
     _check(cfg.curate.specificity_k > 0, "curate.specificity_k", cfg.curate.specificity_k, "must be > 0")
 

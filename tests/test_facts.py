@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.facts import comparable_terms, content_terms, extract_facts, fallback_facts, key_terms, numbers_in, split_sentences
+from runner.facts import answer_span, comparable_terms, content_terms, extract_facts, fallback_facts, key_terms, numbers_in, split_sentences
 
 # What PDF extraction gives: a numbered heading, hard-wrapped lines, a table without blank lines around it.
 MANUAL_PAGE = """7.2 The QFL Filter Language
@@ -120,3 +120,20 @@ def test_numbers_in_strips_thousands_separators() -> None:
 
 def test_content_terms_drop_stopwords_and_short_words() -> None:
     assert content_terms("What is the default port of the QSP listener?") == {"default", "port", "qsp", "listener"}
+
+
+def test_answer_span_picks_the_most_checkable_detail() -> None:
+    cases = {
+        "Creating a channel whose name already exists fails with error QSR-4090.": "QSR-4090",
+        "A lane is one ordered partition of a channel; every channel has between 1 and 256 lanes.": "between 1 and 256",
+        "The minimum number of in-sync replicas is set by cluster.min_insync and defaults to 2.": "2",
+        "The size-based limit is retention.max_bytes_per_lane, which defaults to 10 GiB per lane.": "10 GiB",
+        "The lane count can be increased with qsctl channel alter orders --lanes 16.": "--lanes",
+        "The QSP protocol runs over TCP port 7460 by default.": "port 7460",
+        "A file sink rotates the file when it reaches 512 MiB.": "512 MiB",
+        "The Enterprise Edition is activated by placing a license file at /etc/quillstream/license.qsl.": "/etc/quillstream/license.qsl",
+        "The retention check is controlled by retention.check_interval.": "retention.check_interval",
+        "The relay is easy to operate and well documented.": None,
+    }
+    for fact, span in cases.items():
+        assert answer_span(fact) == span, fact

@@ -5,6 +5,8 @@ Because every question knows the chunk it came from, retrieval quality (hit@1, h
 MRR) is measured for the chosen retriever and for BM25-only and dense-only.
 Answers that are empty, refuse, run past ``answer.max_tokens`` or (for fact-anchored
 questions) contain none of the fact's key terms are dropped or regenerated, with reasons.
+With ``answer.mode=extractive`` (the default for the small embedded model) a question anchored
+on a clean fact sentence takes that sentence as its answer, and only the others go to the model.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from runner.facts import comparable_terms, numbers_in
-from runner.jsonl import read_jsonl, write_jsonl
+from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.retrieval import HybridRetriever, retrieval_quality
 from runner.stage import StageContext, StageResult
 from runner.stages.chunk import load_chunks
 from runner.stages.curate import CURATED_FILE
+from runner.stages.generate import ITEMS_FILE as GENERATE_ITEMS_FILE
 from runner.stages.index import embed_texts
 
 log = logging.getLogger(__name__)
@@ -123,11 +126,17 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             for q, ranked in zip(questions, chosen)
         ]
 
-    results = generate_answers(cfg, ctx, questions, contexts)
+    extractive = [i for i, q in enumerate(questions) if answers_from_fact(q, cfg.answer)]
+    rag = [i for i in range(len(questions)) if i not in set(extractive)]
+    results = generate_answers(cfg, ctx, [questions[i] for i in rag], [contexts[i] for i in rag])
+    results.update({questions[i]["qid"]: {"answer": questions[i]["fact"], "reason": None, "attempts": 0, "source": "fact"} for i in extractive})
     kept, dropped = [], []
     for q, (context_text, context_ids) in zip(questions, contexts):
         result = results[q["qid"]]
-        record = {**q, "answer": result["answer"].strip(), "context_chunk_ids": context_ids, "attempts": result["attempts"]}
+        record = {
+            **q, "answer": result["answer"].strip(), "answer_source": result.get("source", "rag"),
+            "context_chunk_ids": context_ids, "attempts": result["attempts"],
+        }
         if result["reason"]:
             dropped.append({**record, "reason": result["reason"]})
         else:
@@ -135,13 +144,16 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     write_jsonl(ctx.work_dir / ANSWERS_FILE, kept)
     write_jsonl(ctx.work_dir / DROPPED_FILE, dropped)
     reasons = Counter(d["reason"] for d in dropped)
-    fact_questions = [q for q in questions if q.get("fact")]
+    # grounding measures the model's answers; an extractive answer is its fact by construction
+    fact_questions = [questions[i] for i in rag if questions[i].get("fact")]
     grounded = sum(is_grounded(results[q["qid"]]["answer"], q.get("answer_hint") or q["fact"]) for q in fact_questions)
     lengths = [len(r["answer"]) for r in kept]
     metrics.update(
         {
             "answered": len(kept),
             "kept_share": len(kept) / max(1, len(questions)),
+            "extractive_answers": len(extractive),
+            "chunk_coverage": len({r["chunk_id"] for r in kept}) / max(1, len(asked_chunks(ctx))),
             "grounding_rate": grounded / len(fact_questions) if fact_questions else float("nan"),
             "mean_answer_chars": float(np.mean(lengths)) if lengths else 0.0,
             **{f"dropped/{reason}": count for reason, count in reasons.items()},
@@ -149,6 +161,18 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     )
     log.info("answers kept %d of %d; dropped %s", len(kept), len(questions), dict(reasons))
     return StageResult(metrics=metrics, artifacts=[ANSWERS_FILE, DROPPED_FILE])
+
+
+def answers_from_fact(question: dict[str, Any], ans_cfg: Any) -> bool:
+    """With ``answer.mode=extractive`` a question anchored on a clean fact sentence is answered by that
+    sentence: a small model's RAG answer is often wrong, the sentence never is. Other questions
+    (free strategy, or a chunk excerpt as the fact) are answered with RAG."""
+    return ans_cfg.mode == "extractive" and bool(question.get("fact")) and bool(question.get("fact_is_sentence"))
+
+
+def asked_chunks(ctx: StageContext) -> set[str]:
+    """Chunks the generate stage asked about (the denominator of chunk coverage)."""
+    return {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / GENERATE_ITEMS_FILE)}
 
 
 def judge_answer(record: dict[str, Any], question: dict[str, Any], context: str, refusals: list[re.Pattern[str]], ans: Any) -> tuple[str, str | None]:

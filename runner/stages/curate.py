@@ -2,8 +2,10 @@
 
 Filters, in order: configured patterns ("where can I find ..."), length, question form,
 no content term shared with the source chunk, a few-shot example's words that the documents
-never use (a small model copying the examples), near-duplicates (embedding cosine, first
-kept), and the specificity gate: a question whose own chunk is in neither the BM25 nor
+never use (a small model copying the examples), the answer span inside the question, words or
+numbers that the question's own fact does not hold (off_fact), near-duplicates (embedding
+cosine, first kept), the specificity gate, and at most ``max_per_fact`` questions per fact
+(the first passing candidate). The specificity gate: a question whose own chunk is in neither the BM25 nor
 the dense top-k cannot be told apart from generic questions. The gate does not use the
 fusion weights, so a retriever-weight sweep reuses this stage.
 """
@@ -18,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 from omegaconf import OmegaConf
 
-from runner.facts import content_terms
+from runner.facts import content_terms, numbers_in
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.retrieval import HybridRetriever
 from runner.stage import StageContext, StageResult
@@ -33,12 +35,43 @@ DROPPED_FILE = "dropped.jsonl"
 
 
 def _stem(word: str) -> str:
-    """Crude suffix stripping, enough to see "listen" in "listens" and "retry" in "retries"."""
+    """Crude suffix stripping, enough to match "listens"/"listen", "retries"/"retry", "increased"/"increase"."""
     if len(word) <= 4:
         return word
     if re.search(r"ie[sd]$", word):
         return word[:-3] + "y"
-    return re.sub(r"(?:ing|ed|(?<!s)s)$", "", word)
+    return re.sub(r"(?:ing|ed|es|(?<!s)s)$", "", word).rstrip("e")
+
+
+def stems(text: str) -> set[str]:
+    return {_stem(word) for word in content_terms(text)}
+
+
+# a question word that restates a limit must be backed by the fact: "maximum" needs "at most", "max", ...
+_IMPLIED_BY = {
+    "maximum": {"most", "max", "maximum", "limit", "up", "highest", "largest", "exceed"},
+    "minimum": {"least", "min", "minimum", "lowest", "smallest"},
+}
+
+
+def words_not_in_fact(question: str, fact: str, allowed: set[str]) -> set[str]:
+    """The question's content words that neither its fact nor the generic question vocabulary
+    (``allowed``, stemmed) holds.
+
+    With an extractive answer (the fact sentence) a question is answered correctly only when it asks
+    about what the fact says; a word from elsewhere ("web console", "minimum" for an "at most") is
+    where a small model's question drifts away from its fact."""
+    fact_stems = stems(fact)
+    extra = set()
+    for word in content_terms(question):
+        stem = _stem(word)
+        implied = _IMPLIED_BY.get(stem)
+        if implied is not None:
+            if not ({_stem(w) for w in implied} & fact_stems):
+                extra.add(word)  # "maximum" needs a limit in the fact, even though it is a question word
+        elif stem not in fact_stems and stem not in allowed:
+            extra.add(word)
+    return extra
 
 
 def example_terms(prompts: Any, topic: str, corpus_texts: Iterable[str] = ()) -> set[str]:
@@ -57,6 +90,7 @@ def rule_reason(
     leak_terms: set[str] = frozenset(),
     answer_hint: str | None = None,
     fact: str | None = None,
+    topic: str = "",
 ) -> str | None:
     """The first cheap rule a question breaks, or None."""
     for pattern in patterns:
@@ -74,9 +108,19 @@ def rule_reason(
     if (question_terms & leak_terms) - source_terms:
         return "leaked_example"
     if answer_hint and _normalize(answer_hint) in _normalize(question):
-        return "answer_in_question"  # "What port is 7461?" teaches nothing
-    if fact and len(question_terms & content_terms(fact)) < cur.min_fact_overlap * len(question_terms):
-        return "off_fact"  # most of the question's words are not the fact's: the model wandered off
+        # a question may name the span while asking about something else in the fact ("Which channel
+        # keeps events for 2,160 hours?"); with fewer than two other fact words it only restates it
+        other = stems(question) - stems(answer_hint) - stems(topic)
+        if len(other & stems(fact or source_text)) < 2:
+            return "answer_in_question"  # "What port is 7461?" teaches nothing
+    if fact:
+        allowed = stems(" ".join(cur.question_words)) | stems(topic)
+        words = {w for w in content_terms(question) if _stem(w) not in allowed or w in _IMPLIED_BY}
+        extra = words_not_in_fact(question, fact, allowed)
+        if words and len(words - extra) < cur.min_fact_overlap * len(words):
+            return "off_fact"  # the question's words are not its fact's: the model wandered off
+        if set(numbers_in(question)) - set(numbers_in(fact)):
+            return "off_fact"  # a number the fact does not hold ("... set by the cluster to 10?")
     return None
 
 
@@ -122,7 +166,7 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
     dropped: list[dict[str, Any]] = []
     for q in questions:
         source = (q.get("fact") or "") + " " + chunks_by_id[q["chunk_id"]]["text"]
-        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, q.get("answer_hint"), q.get("fact"))
+        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, q.get("answer_hint"), q.get("fact"), cfg.generate.topic)
         (dropped if reason else kept).append({**q, "reason": reason} if reason else q)
 
     def embed(texts: list[str]) -> np.ndarray:
@@ -142,7 +186,25 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
         if cur.specificity_gate:
             dropped += [{**q, "reason": "not_specific"} for q, ok in zip(kept, found) if not ok]
             kept = [q for q, ok in zip(kept, found) if ok]
+    if cur.max_per_fact is not None:
+        kept, extra = first_per_fact(kept, cur.max_per_fact)
+        dropped += [{**q, "reason": "fact_has_question"} for q in extra]
     return kept, dropped, metrics
+
+
+def first_per_fact(questions: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep the first ``limit`` passing candidates of each fact (candidates come greedy-first, and
+    greedy ones read best); questions without a fact are all kept."""
+    seen: Counter[tuple[str, str]] = Counter()
+    kept, extra = [], []
+    for q in questions:
+        key = (q["chunk_id"], q.get("fact") or "")
+        if q.get("fact") and seen[key] >= limit:
+            extra.append(q)
+            continue
+        seen[key] += 1
+        kept.append(q)
+    return kept, extra
 
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:

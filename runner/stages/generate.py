@@ -49,7 +49,8 @@ class WorkItem:
     chunk: dict[str, Any]
     request: ChatRequest
     fact: Optional[str] = None
-    answer_hint: Optional[str] = None  # the fact's span the question should ask for
+    answer_hint: Optional[str] = None  # the fact's most checkable span (error code, value, path, ...)
+    fact_is_sentence: bool = False  # False when the fact is a raw excerpt of a chunk with no clean sentence
 
 
 def select_chunks(chunks: list[dict[str, Any]], max_chunks: Optional[int], seed: int) -> list[dict[str, Any]]:
@@ -103,10 +104,9 @@ def build_fact_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
     for chunk in chunks:
         n_facts = min(gen.max_facts_per_chunk, questions_for(chunk["text"], gen))
         facts = extract_facts(chunk["text"], n_facts) or fallback_facts(chunk["text"], n_facts)
-        if not facts:  # a chunk with no clean sentence at all still gets asked about
-            facts_text = [chunk["text"][:320]]
-        else:
-            facts_text = [f.text for f in facts]
+        is_sentence = bool(facts)
+        # a chunk with no clean sentence at all still gets asked about, with an excerpt as its "fact"
+        facts_text = [f.text for f in facts] if facts else [chunk["text"][:320]]
         for f_index, fact in enumerate(facts_text):
             answer = answer_span(fact)
             for candidate in range(gen.candidates_per_fact):
@@ -119,7 +119,7 @@ def build_fact_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
                     json_schema=QUESTION_SCHEMA,
                     seed=gen.seed + candidate,
                 )
-                items.append(WorkItem(f"{chunk['chunk_id']}-f{f_index}-k{candidate}", chunk, request, fact, answer))
+                items.append(WorkItem(f"{chunk['chunk_id']}-f{f_index}-k{candidate}", chunk, request, fact, answer, is_sentence))
     return items
 
 
@@ -203,6 +203,7 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
                     "page": item.chunk["page"],
                     "fact": item.fact,
                     "answer_hint": item.answer_hint,
+                    "fact_is_sentence": item.fact_is_sentence,
                     "strategy": record["strategy"],
                 }
             )

@@ -20,6 +20,7 @@ from runner.stages import answer
 from runner.stages.answer import ANSWERS_FILE, CHARS_PER_TOKEN, DROPPED_FILE, ITEMS_FILE, answer_reason, build_context, is_grounded, with_fact
 from runner.stages.chunk import load_chunks
 from runner.stages.curate import CURATED_FILE
+from runner.stages.generate import ITEMS_FILE as GENERATE_ITEMS_FILE
 
 # ---------------------------------------------------------------- context budget
 
@@ -169,12 +170,19 @@ def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_pa
          "page": chunks[cid]["page"], "fact": fact, "strategy": "fact_anchored"}
         for cid, text, fact in picks
     ]
+    # a question anchored on a clean fact sentence: answer.mode=extractive answers it with that sentence
+    fact = "The zorblax harbour daemon listens on port 7311 and writes its quasar journal to disk every night at two."
+    curated.append({**curated[0], "qid": "c00000-q1", "question": "When does the zorblax daemon write its quasar journal?", "fact": fact, "fact_is_sentence": True})
     write_jsonl(curated_dir / CURATED_FILE, curated)
+    generate_dir = tmp / "generate"
+    generate_dir.mkdir()
+    write_jsonl(generate_dir / GENERATE_ITEMS_FILE, [{"item_id": cid, "chunk_id": cid} for cid in chunks])
     overrides = ["chunk.size=160", "chunk.overlap=0", "llm.n_ctx=1024", "answer.max_tokens=40", "llm.n_threads=1"]
     cfg = make_cfg([f"ingest.documents=[{tiny_index.doc}]", *overrides], tmp)
     work = tmp / "answer"
     work.mkdir()
-    ctx = StageContext("answer", cfg, REPO_ROOT, work, {"curate": curated_dir, "index": tiny_index.stage_dir("index"), "chunk": tiny_index.stage_dir("chunk")})
+    inputs = {"curate": curated_dir, "generate": generate_dir, "index": tiny_index.stage_dir("index"), "chunk": tiny_index.stage_dir("chunk")}
+    ctx = StageContext("answer", cfg, REPO_ROOT, work, inputs)
     result = answer.run(cfg, ctx)
     return cfg, curated, result, read_jsonl(work / ANSWERS_FILE), read_jsonl(work / DROPPED_FILE), work
 
@@ -189,9 +197,12 @@ def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_i
         assert {k: record[k] for k in originals[record["qid"]]} == originals[record["qid"]]  # provenance carried over
         assert 1 <= len(record["context_chunk_ids"]) <= cfg.retriever.k
         assert set(record["context_chunk_ids"]) <= chunk_ids
-        assert 1 <= record["attempts"] <= 1 + cfg.answer.regenerate_attempts
         assert record["answer"] == record["answer"].strip()
-    assert kept, "SmolLM2 answered none of three questions whose answer is in the context"
+    by_source = {source: [r for r in kept + dropped if r["answer_source"] == source] for source in ("fact", "rag")}
+    assert [r["qid"] for r in by_source["fact"]] == ["c00000-q1"]  # only the clean fact sentence is extractive
+    assert by_source["fact"][0]["answer"] == by_source["fact"][0]["fact"] and by_source["fact"][0] in kept
+    assert all(1 <= r["attempts"] <= 1 + cfg.answer.regenerate_attempts for r in by_source["rag"])
+    assert len(kept) >= 2, "SmolLM2 answered none of three questions whose answer is in the context"
     for record in kept:  # what the grounding checks promise about every kept answer
         assert len(record["answer"]) >= cfg.answer.min_chars
         assert set(numbers_in(record["answer"])) <= set(numbers_in(" ".join(chunks[c]["text"] for c in record["context_chunk_ids"]) + " " + (record["fact"] or "")))
@@ -199,11 +210,13 @@ def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_i
     for record in dropped:
         assert record["reason"] in {"empty", "truncated", "refusal", "unsupported_value", "ungrounded", "error"}
     items = read_jsonl(work / ITEMS_FILE)
-    assert {i["item_id"] for i in items} >= {f"{q['qid']}-a0" for q in curated}
+    assert {i["item_id"].rsplit("-a", 1)[0] for i in items} == {r["qid"] for r in by_source["rag"]}  # no model call for the extractive one
     assert all(i["status"] == "ok" and i["completion_tokens"] > 0 for i in items)
-    assert result.metrics["questions"] == 3
+    assert result.metrics["questions"] == 4
+    assert result.metrics["extractive_answers"] == 1
     assert result.metrics["answered"] == len(kept)
-    assert result.metrics["kept_share"] == pytest.approx(len(kept) / 3)
+    assert result.metrics["kept_share"] == pytest.approx(len(kept) / 4)
+    assert result.metrics["chunk_coverage"] == pytest.approx(len({r["chunk_id"] for r in kept}) / len(chunks))
 
 
 def test_retrieval_metrics_for_every_retriever(answered) -> None:

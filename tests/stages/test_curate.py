@@ -21,7 +21,7 @@ from runner.retrieval import tokenize
 from runner.stage import StageContext
 from runner.stages import curate, generate
 from runner.stages.chunk import load_chunks
-from runner.stages.curate import CURATED_FILE, DROPPED_FILE, example_terms, near_duplicates, rule_reason
+from runner.stages.curate import CURATED_FILE, DROPPED_FILE, example_terms, first_per_fact, near_duplicates, rule_reason, words_not_in_fact
 from runner.stages.generate import INSTRUCTIONS_FILE
 from runner.stages.index import embed_texts
 
@@ -244,3 +244,53 @@ def test_near_duplicates_keep_the_first_of_each_group() -> None:
     assert near_duplicates(vectors, 0.92) == [False, True, False, True]
     assert near_duplicates(vectors, 0.96) == [False, True, False, False]
     assert near_duplicates(vectors[:0], 0.92) == []
+
+
+def test_off_fact_needs_every_question_word_in_the_fact(composed_cfg: Callable[..., DictConfig]) -> None:
+    """Questions a small model wrote for real facts of the sample manual (curate.min_fact_overlap=1.0)."""
+    cfg = composed_cfg()
+    patterns = [re.compile(p, re.IGNORECASE) for p in cfg.curate.drop_patterns]
+    topic = cfg.generate.topic
+
+    def reason(question: str, fact: str, hint: str | None = None) -> str | None:
+        return rule_reason(question, fact, patterns, cfg.curate, set(), hint, fact, topic)
+
+    voters = "Only some nodes vote in the ledger: their number is set by cluster.ledger_voters, which defaults to 3 and may be 1, 3, 5 or 7."
+    assert reason("How many nodes vote in the ledger?", voters) is None
+    assert reason("What is the maximum number of nodes that can vote in the ledger?", voters) == "off_fact"  # no "at most" in the fact
+    community = "The Community Edition is free of charge and is limited to clusters of at most 3 nodes."
+    assert reason("What is the minimum number of nodes in a Community Edition cluster?", community) == "off_fact"  # "at most" is no minimum
+    assert reason("What is the maximum number of nodes in a Community Edition cluster?", community) is None
+    metrics = "Every node exports metrics in the Prometheus text format at /metrics on port 7462."
+    assert reason("On which port does the web console export Prometheus metrics?", metrics) == "off_fact"  # "web console": a leaked example
+    assert reason("What is the default port for Prometheus text metrics exports?", metrics) is None  # "default": a generic question word
+    insync = "The minimum number of in-sync replicas, including the leader, is set by cluster.min_insync and defaults to 2."
+    assert reason("How many in-sync replicas, including the leader, are set by the cluster to 10?", insync) == "off_fact"  # a number not in the fact
+    audit = "The _qs.audit channel keeps events for 2,160 hours (90 days)."
+    # naming the span is fine while asking about something else; restating it is not
+    assert reason("What is the name of the channel that keeps events for 2,160 hours?", audit, "2,160 hours") is None
+    sink = "A file sink appends messages as JSON Lines to a local file and rotates the file when it reaches 512 MiB."
+    assert reason("How many MiB is 512 MiB?", sink, "512 MiB") == "answer_in_question"
+
+
+def test_words_not_in_fact_stems_and_allows_generic_question_words() -> None:
+    fact = "The lane count of a channel can be increased with qsctl channel alter orders --lanes 16."
+    assert words_not_in_fact("How do you increase the lane count of a channel?", fact, {"number"}) == set()
+    assert words_not_in_fact("How do you decrease the lane count?", fact, set()) == {"decrease"}
+    assert words_not_in_fact("What is the maximum lane count?", fact, set()) == {"maximum"}
+    assert words_not_in_fact("What is the maximum lane count?", fact + " It is limited to at most 256 lanes.", set()) == set()
+
+
+def test_first_per_fact_keeps_the_first_passing_candidate_of_each_fact() -> None:
+    rows = [
+        {"qid": "a-k1", "chunk_id": "c1", "fact": "F1"},
+        {"qid": "a-k2", "chunk_id": "c1", "fact": "F1"},
+        {"qid": "b-k0", "chunk_id": "c1", "fact": "F2"},
+        {"qid": "free-0", "chunk_id": "c1", "fact": None},
+        {"qid": "free-1", "chunk_id": "c1", "fact": None},
+        {"qid": "c-k0", "chunk_id": "c2", "fact": "F1"},  # the same sentence in another chunk is another fact
+    ]
+    kept, extra = first_per_fact(rows, 1)
+    assert [q["qid"] for q in kept] == ["a-k1", "b-k0", "free-0", "free-1", "c-k0"]
+    assert [q["qid"] for q in extra] == ["a-k2"]
+    assert [q["qid"] for q in first_per_fact(rows, 2)[0]] == [q["qid"] for q in rows]

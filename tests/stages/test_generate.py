@@ -97,7 +97,7 @@ def test_select_chunks_takes_a_seeded_sample_in_reading_order() -> None:
 
 
 def test_fact_items_ask_once_per_fact_and_candidate(composed_cfg: Callable[..., DictConfig]) -> None:
-    cfg = composed_cfg(["generate.max_facts_per_chunk=2", "generate.questions_per_chunk=2", "generate.candidates_per_fact=2"])
+    cfg = composed_cfg(["generate.max_facts_per_chunk=2", "generate.questions_per_chunk=2", "generate.chars_per_question=null", "generate.candidates_per_fact=2"])
     chunk = {
         "chunk_id": "c00007", "doc_id": "d", "source": "s.md", "page": 1,
         "text": "The Admin API listens on port 7461 and requires a bearer token for every request.\n"
