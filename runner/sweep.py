@@ -3,13 +3,22 @@
 The parent records the sweep's overrides and, when the sweep ends, the best child by
 ``eval.optimize_metric``. Children find the parent through an environment variable,
 which also reaches joblib/loky worker processes started after the sweep begins.
+
+A job that fails with a user error ends its own child run FAILED and lets the sweep go on
+(runner.app); when every job has run, the parent ends FAILED if any child failed (else
+FINISHED) and the process exits 2 naming the failed jobs. A sweep that stops early (Ctrl-C,
+a crash) ends its parent KILLED or FAILED at exit; one killed with -9 is marked KILLED by
+the next run's start (the parent carries the same owner tags as a job's run).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import os
+import socket
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,6 +30,13 @@ from runner import tracking
 log = logging.getLogger(__name__)
 
 PARENT_ENV = "DOC2LORA_PARENT_RUN_ID"
+_interrupted = False
+
+
+def mark_interrupted() -> None:
+    """A job of this process was interrupted (Ctrl-C, SIGTERM): its sweep's parent ends KILLED."""
+    global _interrupted
+    _interrupted = True
 
 
 def _tracking_uri(config: DictConfig) -> str:
@@ -28,9 +44,13 @@ def _tracking_uri(config: DictConfig) -> str:
     return tracking.resolve_tracking_uri(config.tracking.uri, root / config.paths.mlruns_dir)
 
 
+def _children(client: Any, experiment_id: str, parent_id: str) -> list[Any]:
+    return client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=10000)
+
+
 def best_child(client: Any, experiment_id: str, parent_id: str, metric: str, maximize: bool = True) -> Optional[tuple[str, float]]:
     """(run id, value) of the child with the best value of ``metric``, or None."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=10000)
+    runs = _children(client, experiment_id, parent_id)
     scored = [(r.info.run_id, r.data.metrics[metric]) for r in runs if metric in r.data.metrics and not math.isnan(r.data.metrics[metric])]
     if not scored:
         return None
@@ -41,21 +61,31 @@ class MlflowSweepCallback(Callback):
     def __init__(self, maximize: bool = True):
         self.maximize = maximize
         self.parent_id: Optional[str] = None
+        self.uri: Optional[str] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        uri = _tracking_uri(config)
-        tracker = tracking.Tracker(uri, config.tracking.experiment, artifact_root=Path(os.getcwd()) / config.paths.mlruns_dir / "artifacts")
+        self.uri = _tracking_uri(config)
+        tracker = tracking.Tracker(self.uri, config.tracking.experiment, artifact_root=Path(os.getcwd()) / config.paths.mlruns_dir / "artifacts")
+        tracker.reap_dead_runs()
         overrides = tracking.mask_overrides(list(config.hydra.overrides.task))
         run = tracker.mlflow.tracking.MlflowClient().create_run(
             tracker.mlflow.get_experiment_by_name(config.tracking.experiment).experiment_id,
             run_name="sweep",
-            tags={"sweep": "parent", "overrides": " ".join(overrides)[: tracking.MAX_PARAM_CHARS], "git_commit": tracking.git_commit(Path(os.getcwd()))},
+            tags={
+                "sweep": "parent",
+                "overrides": " ".join(overrides)[: tracking.MAX_PARAM_CHARS],
+                "git_commit": tracking.git_commit(Path(os.getcwd())),
+                # the owner, so that a sweep killed with -9 is marked KILLED by the next start
+                "runner.host": socket.gethostname(),
+                "runner.pid": str(os.getpid()),
+            },
         )
         self.parent_id = run.info.run_id
         client = tracker.mlflow.tracking.MlflowClient()
         for i, override in enumerate(overrides):
             client.log_param(self.parent_id, f"sweep/override_{i}", override)
         os.environ[PARENT_ENV] = self.parent_id
+        atexit.register(self._end_abandoned_parent)
         log.info("sweep parent MLflow run %s", self.parent_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -63,17 +93,36 @@ class MlflowSweepCallback(Callback):
             return
         import mlflow
 
-        mlflow.set_tracking_uri(_tracking_uri(config))
+        mlflow.set_tracking_uri(self.uri or _tracking_uri(config))
         client = mlflow.tracking.MlflowClient()
-        parent = client.get_run(self.parent_id)
+        parent_id = self.parent_id
+        experiment_id = client.get_run(parent_id).info.experiment_id
         metric = tracking.metric_name(config.eval.optimize_metric)
-        best = best_child(client, parent.info.experiment_id, self.parent_id, metric, self.maximize)
+        best = best_child(client, experiment_id, parent_id, metric, self.maximize)
         if best is not None:
-            client.set_tag(self.parent_id, "best_child_run_id", best[0])
-            client.log_metric(self.parent_id, f"best/{metric}", best[1])
+            client.set_tag(parent_id, "best_child_run_id", best[0])
+            client.log_metric(parent_id, f"best/{metric}", best[1])
             log.info("sweep best child %s with %s = %.4f", best[0], metric, best[1])
-        client.set_terminated(self.parent_id, "FINISHED")
+        children = _children(client, experiment_id, parent_id)
+        failed = sorted((c for c in children if c.info.status != "FINISHED"), key=lambda c: c.info.run_name or "")
+        client.log_metric(parent_id, "sweep/jobs", len(children))
+        client.log_metric(parent_id, "sweep/failed_jobs", len(failed))
+        client.set_terminated(parent_id, "FAILED" if failed else "FINISHED")
+        self.parent_id = None
         os.environ.pop(PARENT_ENV, None)
+        if failed:
+            names = ", ".join(c.info.run_name or c.info.run_id for c in failed)
+            print(f"error: {len(failed)} of {len(children)} sweep jobs failed ({names}); MLflow parent run {parent_id}", file=sys.stderr)
+            # Hydra's callback runner catches Exception only: SystemExit ends the process with this status
+            sys.exit(2)
 
+    def _end_abandoned_parent(self) -> None:
+        """At exit, a sweep that never reached on_multirun_end (Ctrl-C, a job that crashed) leaves no RUNNING parent."""
+        if self.parent_id is None or self.uri is None:
+            return
+        from mlflow.tracking import MlflowClient
 
-
+        try:
+            MlflowClient(tracking_uri=self.uri).set_terminated(self.parent_id, "KILLED" if _interrupted else "FAILED")
+        except Exception:  # noqa: BLE001 - the process is exiting; the next start reaps it by pid
+            pass
