@@ -141,3 +141,24 @@ def tiny_index(tmp_path_factory: pytest.TempPathFactory, make_cfg: Callable[...,
     doc.write_text("\n\n".join(RETRIEVAL_PARAGRAPHS) + "\n", encoding="utf-8")
     cfg = make_cfg(["until=index", f"ingest.documents=[{doc}]", "chunk.size=160", "chunk.overlap=0"], tmp)
     return BuiltIndex(cfg=cfg, summary=run_pipeline(cfg), doc=doc)
+
+
+@pytest.fixture
+def run_ingest(composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_path: Path):
+    """``run_ingest(documents, *overrides)``: the real ingest stage -> (records, report, metrics)."""
+    import json
+
+    from runner.stage import StageContext
+    from runner.stages import ingest
+
+    def _run(documents: Sequence[Path], *overrides: str):
+        cfg = composed_cfg([f"ingest.documents=[{','.join(str(d) for d in documents)}]", *overrides])
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        ctx = StageContext(name="ingest", cfg=cfg, root=repo_root, work_dir=work, inputs={})
+        result = ingest.run(cfg, ctx)
+        records = [json.loads(line) for line in (work / ingest.PAGES_FILE).read_text(encoding="utf-8").splitlines()]
+        report = json.loads((work / ingest.REPORT_FILE).read_text())
+        return records, report, result.metrics
+
+    return _run
