@@ -162,3 +162,35 @@ def run_ingest(composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_pat
         return records, report, result.metrics
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def scripted_server():
+    """A scripted OpenAI-compatible server on 127.0.0.1 (tests/scripted_server.py), one per session."""
+    from scripted_server import ScriptedServer
+
+    with ScriptedServer() as running:
+        yield running
+
+
+@pytest.fixture
+def openai_backend(scripted_server, composed_cfg: Callable[..., DictConfig]):
+    """``openai_backend(behaviour, *overrides)`` -> (the ``llm=openai`` backend on that behaviour of the
+    scripted server, with fast retries; its key in the server's counts)."""
+    from runner.llm import create_llm
+    from runner.llm.openai_compat import OpenAICompatLLM
+    from scripted_server import FAST_RETRIES
+
+    made: list[OpenAICompatLLM] = []
+
+    def _make(behaviour: str, *overrides: str) -> tuple[OpenAICompatLLM, str]:
+        url, key = scripted_server.url(behaviour)
+        cfg = composed_cfg([*FAST_RETRIES, f"llm.base_url={url}", *overrides])
+        llm = create_llm(cfg.llm, cfg.model, REPO_ROOT)
+        assert isinstance(llm, OpenAICompatLLM)
+        made.append(llm)
+        return llm, key
+
+    yield _make
+    for llm in made:
+        llm.close()
