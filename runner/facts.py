@@ -116,6 +116,12 @@ def numbers_in(text: str) -> list[str]:
     return [n.replace(",", "") for n in re.findall(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?", text)]
 
 
+def words(text: str) -> set[str]:
+    """Lower-cased tokens (identifiers and numbers kept whole) without stopwords or edge punctuation."""
+    tokens = {t.strip(".,;:()'\"`?!") for t in re.findall(r"[\w.,/:=-]+", text.lower())}
+    return {t.replace(",", "") if re.fullmatch(r"[\d,]+", t) else t for t in tokens if t and t not in _STOPWORDS}
+
+
 def content_terms(text: str) -> set[str]:
     words = re.findall(r"[A-Za-z][\w-]*|\d[\w.-]*", text.lower())
     return {w for w in words if w not in _STOPWORDS and len(w) > 2}

@@ -100,7 +100,7 @@ _LLM_OUTPUT = (
     "llm.response_format",
 )
 _QUESTION_PROMPTS = ("prompts.question_system", "prompts.question_user", "prompts.fact_system", "prompts.fact_user", "prompts.fact_examples")
-_ANSWER_PROMPTS = ("prompts.answer_system", "prompts.answer_user")
+_ANSWER_PROMPTS = ("prompts.answer_system", "prompts.answer_user", "prompts.check_system", "prompts.check_user", "prompts.fact_examples")
 
 _LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable")
 

@@ -122,6 +122,12 @@ class PromptsConfig:
     fact_examples: list[dict[str, str]] = field(default_factory=list)
     answer_system: str = MISSING
     answer_user: str = MISSING
+    # answer.check: the model copies the words of a fact sentence that answer its question
+    check_system: str = (
+        "You answer a question about the {topic} manual by copying the exact words of the given sentence "
+        "that answer it. Reply with JSON only."
+    )
+    check_user: str = "Sentence: {fact}\nQuestion: {question}"
 
 
 @dataclass
@@ -145,6 +151,7 @@ class CurateConfig:
             r"\bwhere (is|are) .* located\b",
             r"\b(this|the) (text|passage|document|context|chunk|section)\b",
             r"\bpurpose of\b",
+            r"\b(this|these)\b",  # "the error code for this log line": not specific without its chunk
         ]
     )
     min_chars: int = 15
@@ -160,7 +167,7 @@ class CurateConfig:
     question_words: list[str] = field(
         default_factory=lambda: [
             "name", "number", "value", "command", "option", "setting", "happen", "mean", "call", "type",
-            "kind", "size", "amount", "default", "location", "way", "need", "long", "often",
+            "kind", "size", "amount", "location", "way", "need", "long", "often",
         ]
     )
     # fact-anchored questions: keep the first N passing candidates per fact (null: keep all)
@@ -172,6 +179,9 @@ class AnswerConfig:
     # extractive: a fact-anchored question is answered by its own fact sentence, others with RAG;
     # rag: every question is answered by the model from the retrieved context (use with strong models)
     mode: str = "extractive"
+    # extractive answers: round trip, the model copies the words of the fact that answer the question;
+    # a question whose answer the model finds only in the question itself is dropped (answer_in_question)
+    check: bool = True
     max_tokens: int = 96
     temperature: float = 0.0
     # fact-anchored questions: an answer holding none of the fact's key terms is dropped or regenerated
@@ -313,6 +323,8 @@ PROMPT_PLACEHOLDERS = {
     "fact_user": {"topic", "fact", "context", "answer"},
     "answer_system": {"topic"},
     "answer_user": {"topic", "question", "context"},
+    "check_system": {"topic"},
+    "check_user": {"topic", "fact", "question"},
 }
 
 

@@ -11,6 +11,7 @@ on a clean fact sentence takes that sentence as its answer, and only the others 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections import Counter
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.facts import comparable_terms, numbers_in
+from runner.facts import comparable_terms, numbers_in, words
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
@@ -129,7 +130,12 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     extractive = [i for i, q in enumerate(questions) if answers_from_fact(q, cfg.answer)]
     rag = [i for i in range(len(questions)) if i not in set(extractive)]
     results = generate_answers(cfg, ctx, [questions[i] for i in rag], [contexts[i] for i in rag])
-    results.update({questions[i]["qid"]: {"answer": questions[i]["fact"], "reason": None, "attempts": 0, "source": "fact"} for i in extractive})
+    checks = check_extractive(cfg, ctx, [questions[i] for i in extractive]) if cfg.answer.check else {}
+    for i in extractive:
+        qid = questions[i]["qid"]
+        span, outcome = checks.get(qid, (None, None))
+        reason = {"in_question": "answer_in_question", "error": "error"}.get(outcome)
+        results[qid] = {"answer": questions[i]["fact"], "reason": reason, "attempts": 0, "source": "fact", "span": span}
     kept, dropped = [], []
     for q, (context_text, context_ids) in zip(questions, contexts):
         result = results[q["qid"]]
@@ -137,6 +143,8 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             **q, "answer": result["answer"].strip(), "answer_source": result.get("source", "rag"),
             "context_chunk_ids": context_ids, "attempts": result["attempts"],
         }
+        if result.get("span") is not None:
+            record["checked_span"] = result["span"]  # what the model found in the fact for this question
         if result["reason"]:
             dropped.append({**record, "reason": result["reason"]})
         else:
@@ -153,6 +161,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "answered": len(kept),
             "kept_share": len(kept) / max(1, len(questions)),
             "extractive_answers": len(extractive),
+            **check_metrics(checks),
             "chunk_coverage": len({r["chunk_id"] for r in kept}) / max(1, len(asked_chunks(ctx))),
             "grounding_rate": grounded / len(fact_questions) if fact_questions else float("nan"),
             "mean_answer_chars": float(np.mean(lengths)) if lengths else 0.0,
@@ -168,6 +177,83 @@ def answers_from_fact(question: dict[str, Any], ans_cfg: Any) -> bool:
     sentence: a small model's RAG answer is often wrong, the sentence never is. Other questions
     (free strategy, or a chunk excerpt as the fact) are answered with RAG."""
     return ans_cfg.mode == "extractive" and bool(question.get("fact")) and bool(question.get("fact_is_sentence"))
+
+
+CHECK_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "minLength": 1, "maxLength": 120}},
+    "required": ["answer"],
+}
+
+
+def check_messages(question: str, fact: str, prompts: Any, topic: str) -> list[dict[str, str]]:
+    """System prompt, the few-shot examples that carry an answer, then the fact and the question."""
+    messages = [{"role": "system", "content": prompts.check_system.format(topic=topic)}] if prompts.check_system else []
+    for example in prompts.fact_examples:
+        if example.get("answer"):
+            messages.append({"role": "user", "content": prompts.check_user.format(topic=topic, fact=example["fact"], question=example["question"])})
+            messages.append({"role": "assistant", "content": json.dumps({"answer": example["answer"]})})
+    messages.append({"role": "user", "content": prompts.check_user.format(topic=topic, fact=fact, question=question)})
+    return messages
+
+
+def check_outcome(span: str, question: str, fact: str) -> str:
+    """What the round trip says of an extractive answer.
+
+    ``in_question``: the model found only words the question already holds ("What is the QSR-W510's
+    name?" -> "QSR-W510"): the question restates its fact instead of asking something; dropped.
+    ``not_in_fact``: what it wrote is not in the fact. Measured on the sample, SmolLM2-135M often
+    garbles a copy even for good questions, so this is counted but does not drop.
+    ``found``: the answer is in the fact and adds something to the question."""
+    found = words(span)
+    if not found or len(found & words(fact)) < 0.8 * len(found):
+        return "not_in_fact"
+    if not found - words(question):
+        return "in_question"
+    return "found"
+
+
+def check_extractive(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Round trip for extractive answers: the model copies the words of the fact that answer the
+    question; {qid: (span, outcome)} with the outcome of ``check_outcome`` or "error"."""
+    if not questions:
+        return {}
+    ids = [f"{q['qid']}-check" for q in questions]
+    requests = [
+        ChatRequest(check_messages(q["question"], q["fact"], cfg.prompts, cfg.generate.topic), max_tokens=cfg.answer.max_tokens, temperature=0.0, json_schema=CHECK_SCHEMA, seed=cfg.llm.seed)
+        for q in questions
+    ]
+    items_path = ctx.work_dir / ITEMS_FILE
+    llm = create_llm(cfg.llm, cfg.model, ctx.root)
+    try:
+        run_resumable(llm, ids, requests, items_path, lambda index, response: {"status": "ok" if response.ok else "error", **response_fields(response)}, desc="answer check")
+    finally:
+        llm.close()
+    latest = latest_results(items_path)
+    checks = {}
+    for q, item_id in zip(questions, ids):
+        record = latest[item_id]
+        if record["status"] == "error":
+            checks[q["qid"]] = (record["raw"], "error")
+            continue
+        span = parse_check(record["raw"])
+        checks[q["qid"]] = (span, check_outcome(span, q["question"], q["fact"]))
+    errors = [latest[i].get("error") or "unknown" for i in ids if latest[i]["status"] == "error"]
+    raise_if_too_many_failed(errors, len(ids), cfg.llm.max_error_share, "answer check")
+    return checks
+
+
+def parse_check(raw: str) -> str:
+    try:
+        value = json.loads(raw).get("answer", "")
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    return str(value).strip()
+
+
+def check_metrics(checks: dict[str, tuple[str, str]]) -> dict[str, float]:
+    outcomes = Counter(outcome for _, outcome in checks.values())
+    return {f"check/{outcome}_share": outcomes[outcome] / len(checks) for outcome in ("found", "in_question", "not_in_fact", "error")} if checks else {}
 
 
 def asked_chunks(ctx: StageContext) -> set[str]:

@@ -17,7 +17,7 @@ from runner.jsonl import read_jsonl, write_jsonl
 from runner.llm.base import ChatResponse
 from runner.stage import StageContext
 from runner.stages import answer
-from runner.stages.answer import ANSWERS_FILE, CHARS_PER_TOKEN, DROPPED_FILE, ITEMS_FILE, answer_reason, build_context, is_grounded, with_fact
+from runner.stages.answer import ANSWERS_FILE, CHARS_PER_TOKEN, DROPPED_FILE, ITEMS_FILE, answer_reason, build_context, check_outcome, is_grounded, with_fact
 from runner.stages.chunk import load_chunks
 from runner.stages.curate import CURATED_FILE
 from runner.stages.generate import ITEMS_FILE as GENERATE_ITEMS_FILE
@@ -200,7 +200,12 @@ def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_i
         assert record["answer"] == record["answer"].strip()
     by_source = {source: [r for r in kept + dropped if r["answer_source"] == source] for source in ("fact", "rag")}
     assert [r["qid"] for r in by_source["fact"]] == ["c00000-q1"]  # only the clean fact sentence is extractive
-    assert by_source["fact"][0]["answer"] == by_source["fact"][0]["fact"] and by_source["fact"][0] in kept
+    extractive = by_source["fact"][0]
+    assert extractive["answer"] == extractive["fact"]
+    # the round trip ran on the real model: its span is recorded, and the record is kept unless the
+    # model found the answer only inside the question
+    assert isinstance(extractive["checked_span"], str)
+    assert (extractive in kept) == (check_outcome(extractive["checked_span"], extractive["question"], extractive["fact"]) != "in_question")
     assert all(1 <= r["attempts"] <= 1 + cfg.answer.regenerate_attempts for r in by_source["rag"])
     assert len(kept) >= 2, "SmolLM2 answered none of three questions whose answer is in the context"
     for record in kept:  # what the grounding checks promise about every kept answer
@@ -210,10 +215,13 @@ def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_i
     for record in dropped:
         assert record["reason"] in {"empty", "truncated", "refusal", "unsupported_value", "ungrounded", "error"}
     items = read_jsonl(work / ITEMS_FILE)
-    assert {i["item_id"].rsplit("-a", 1)[0] for i in items} == {r["qid"] for r in by_source["rag"]}  # no model call for the extractive one
+    rag_items = {i["item_id"].rsplit("-a", 1)[0] for i in items if not i["item_id"].endswith("-check")}
+    assert rag_items == {r["qid"] for r in by_source["rag"]}  # the extractive one is not answered by the model...
+    assert {i["item_id"] for i in items if i["item_id"].endswith("-check")} == {"c00000-q1-check"}  # ...only checked
     assert all(i["status"] == "ok" and i["completion_tokens"] > 0 for i in items)
     assert result.metrics["questions"] == 4
     assert result.metrics["extractive_answers"] == 1
+    assert sum(result.metrics[f"check/{o}_share"] for o in ("found", "in_question", "not_in_fact", "error")) == pytest.approx(1.0)
     assert result.metrics["answered"] == len(kept)
     assert result.metrics["kept_share"] == pytest.approx(len(kept) / 4)
     assert result.metrics["chunk_coverage"] == pytest.approx(len({r["chunk_id"] for r in kept}) / len(chunks))
@@ -232,3 +240,17 @@ def test_retrieval_metrics_for_every_retriever(answered) -> None:
     assert result.metrics[f"retrieval/ensemble/hit@{k}"] == pytest.approx(found)
     first = sum(r["context_chunk_ids"][0] == r["chunk_id"] for r in kept + dropped) / len(curated)
     assert result.metrics["retrieval/ensemble/hit@1"] == pytest.approx(first)
+
+
+def test_check_outcome_of_the_round_trip() -> None:
+    """Spans SmolLM2-135M returned for questions about facts of the sample manual."""
+    watermark = "When usage exceeds the hard watermark of 95 percent, the node rejects all publishes with error QSR-5071."
+    assert check_outcome("QSR-5071", "What error does the node return when usage exceeds the hard watermark?", watermark) == "found"
+    assert check_outcome("95 percent", "What is the hard watermark of 95 percent?", watermark) == "in_question"
+    voters = "A cluster with 3 voters tolerates the loss of 1 voter."
+    assert check_outcome("1", "How many voters can a cluster with 3 voters lose?", voters) == "found"
+    tokens = "The command qsctl token list --principal svc-billing lists the active tokens of a principal."
+    assert check_outcome("psql --principal-vendor-name", "Which command lists the tokens of a principal?", tokens) == "not_in_fact"
+    assert check_outcome("", "Which command lists the tokens of a principal?", tokens) == "not_in_fact"
+    channels = "A node supports at most 5,000 channels by default."
+    assert check_outcome("5000", "How many channels does a node support?", channels) == "found"  # thousands separators ignored

@@ -263,7 +263,9 @@ def test_off_fact_needs_every_question_word_in_the_fact(composed_cfg: Callable[.
     assert reason("What is the maximum number of nodes in a Community Edition cluster?", community) is None
     metrics = "Every node exports metrics in the Prometheus text format at /metrics on port 7462."
     assert reason("On which port does the web console export Prometheus metrics?", metrics) == "off_fact"  # "web console": a leaked example
-    assert reason("What is the default port for Prometheus text metrics exports?", metrics) is None  # "default": a generic question word
+    assert reason("Which port do the Prometheus text metrics use?", metrics) is None
+    # "default" must come from the fact: "What is the cluster's default seed address?" for example seeds
+    assert reason("What is the default port for Prometheus text metrics exports?", metrics) == "off_fact"
     insync = "The minimum number of in-sync replicas, including the leader, is set by cluster.min_insync and defaults to 2."
     assert reason("How many in-sync replicas, including the leader, are set by the cluster to 10?", insync) == "off_fact"  # a number not in the fact
     audit = "The _qs.audit channel keeps events for 2,160 hours (90 days)."
