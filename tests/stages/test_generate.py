@@ -1,15 +1,10 @@
-"""Generate: reply parsing, work items, the real stage on SmolLM2 (both strategies), and a kill -9 mid-run."""
+"""Generate: reply parsing, work items, the real stage on SmolLM2 (both strategies).
+(Killed mid-run and resumed: tests/reliability/test_interruption.py.)"""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import pytest
 from omegaconf import DictConfig
@@ -17,7 +12,6 @@ from omegaconf import DictConfig
 from conftest import REPO_ROOT, BuiltIndex
 from runner.facts import normalize_whitespace
 from runner.jsonl import read_jsonl
-from runner.pipeline import run_pipeline
 from runner.stage import StageContext
 from runner.stages import generate
 from runner.stages.chunk import load_chunks
@@ -191,83 +185,3 @@ def test_free_strategy_runs_one_request_per_chunk(
     assert result.metrics["requests"] == 2
     assert result.metrics["questions"] == len(questions)
     assert result.metrics["responses_without_question"] == sum(i["status"] == "no_question" for i in items)
-
-
-# ---------------------------------------------------------------- kill -9 mid-run, then resume
-
-
-def _cli(overrides: Sequence[str], tmp_path: Path, mlflow_dir: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "runner", "until=generate", *overrides,
-        f"paths.output_dir={tmp_path / 'outputs'}",
-        f"paths.mlruns_dir={mlflow_dir}",
-        f"tracking.uri=sqlite:///{mlflow_dir / 'mlflow.db'}",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return read_jsonl(path) if path.exists() else []
-
-
-def test_generate_killed_mid_run_resumes_without_duplicates_or_losses(
-    tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], mlflow_dir: Path, tmp_path: Path
-) -> None:
-    # every chunk (6), two sequences decoded together: long enough to kill after the first result;
-    # no few-shot turns, which halves the prompt (and the run) without changing what is tested
-    overrides = small_overrides(tiny_index, "generate.max_chunks=null", "generate.seed=11", "llm.parallel=2", "prompts.fact_examples=[]")
-    cfg = make_cfg([*overrides, "until=generate"], tmp_path)
-    # ingest/chunk/index in this process (embedder already loaded), so the CLI takes them from the cache
-    summary = run_pipeline(make_cfg([*overrides, "until=index"], tmp_path))
-    expected = [item.item_id for item in build_items(load_chunks(Path(summary["stages"]["chunk"]["path"])), cfg)]
-    assert len(expected) == 6
-
-    command = _cli(overrides, tmp_path, mlflow_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    stage_dir = tmp_path / "outputs" / "cache" / "generate"
-    log_path = tmp_path / "first.log"
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        partial = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            partial = next(stage_dir.glob("*.partial"), None) if stage_dir.exists() else None
-            if partial is not None and len(_lines(partial / ITEMS_FILE)) >= 1:
-                break
-            time.sleep(0.02)
-        assert proc.poll() is None, f"the first run ended before it could be killed:\n{log_path.read_text()[-3000:]}"
-        assert partial is not None, "no result appeared in time"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    before = _lines(partial / ITEMS_FILE)
-    assert 1 <= len(before) < len(expected), "killed after the stage finished its requests"
-    assert not list(stage_dir.glob("*/_stage.json")), "the killed stage must not look complete"
-
-    rerun = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=180)
-    output = rerun.stdout + rerun.stderr
-    assert rerun.returncode == 0, output[-3000:]
-    assert f"resuming, {len(before)} of {len(expected)} requests already done" in output
-
-    (final,) = [p.parent for p in stage_dir.glob("*/_stage.json")]
-    assert final.name == partial.name.removesuffix(".partial") and not partial.exists()
-    items = read_jsonl(final / ITEMS_FILE)
-    ids = [r["item_id"] for r in items]
-    assert len(ids) == len(set(ids)), "an item was generated twice"
-    assert sorted(ids) == sorted(expected), "an item was lost"
-    assert items[: len(before)] == before  # finished work was kept, not redone
-    assert all(r["status"] != "error" for r in items)
-
-    questions = read_jsonl(final / INSTRUCTIONS_FILE)
-    assert len({q["qid"] for q in questions}) == len(questions)
-    by_item = {r["item_id"]: r for r in items}
-    for item_id in expected:
-        asked = [q["question"] for q in questions if q["qid"].rsplit("-q", 1)[0] == item_id]
-        assert asked == by_item[item_id]["questions"]
-    manifest = json.loads((final / "_stage.json").read_text())
-    assert manifest["metrics"]["requests"] == len(expected)
