@@ -82,6 +82,29 @@ def test_sigterm_ends_the_run_as_killed_and_a_rerun_reuses_finished_stages(tmp_p
     )
 
 
+def test_sigterm_to_a_sweep_ends_the_parent_and_the_running_job_killed(tmp_path: Path, runner_cli, reliability_report) -> None:
+    doc = _long_doc(tmp_path)
+    overrides = ["-m", "until=index", f"ingest.documents=[{doc}]", "chunk.size=200", "chunk.overlap=0,10"]
+    proc = subprocess.Popen(runner_cli.command(*overrides), cwd=REPO_ROOT, env=runner_cli.env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in proc.stdout:
+        if "stage index    running" in line:  # job0 is embedding
+            break
+    else:
+        raise AssertionError("the sweep ended before its first index stage")
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output[-3000:]
+    runs = runner_cli.runs()
+    (parent,) = [r for r in runs if r.data.tags.get("sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "KILLED"  # ended at exit, not left RUNNING
+    assert [(c.info.run_name, c.info.status) for c in children] == [("job0", "KILLED")]  # Ctrl-C stops the whole sweep
+    reliability_report.record(
+        item=ITEM, case="SIGTERM to a 2-job multirun while its first job embeds",
+        outcome="exit 130; the running job's MLflow run and the sweep's parent run both KILLED, the second job not started",
+    )
+
+
 # ---------------------------------------------------------------- a half-written stage folder
 
 
