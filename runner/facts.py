@@ -151,12 +151,19 @@ def fact_score(sentence: str) -> float:
     return 2.0 * min(numbers, 3) + 1.5 * min(identifiers, 3) + 0.5 * min(cues, 3)
 
 
+def clean_sentences(text: str, min_chars: int = 40, max_chars: int = 320) -> list[tuple[int, str]]:
+    """(position, sentence) for the sentences of ``text`` that are whole and not debris."""
+    return [
+        (position, sentence)
+        for position, sentence in enumerate(split_sentences(text))
+        if min_chars <= len(sentence) <= max_chars and not _is_debris(sentence)
+    ]
+
+
 def extract_facts(text: str, max_facts: int, min_chars: int = 40, max_chars: int = 320) -> list[Fact]:
     """The ``max_facts`` most checkable sentences of ``text``, in reading order."""
     candidates = []
-    for position, sentence in enumerate(split_sentences(text)):
-        if not (min_chars <= len(sentence) <= max_chars) or _is_debris(sentence):
-            continue
+    for position, sentence in clean_sentences(text, min_chars, max_chars):
         score = fact_score(sentence)
         if score >= 2.0:
             candidates.append(Fact(sentence, score, position))
@@ -166,7 +173,7 @@ def extract_facts(text: str, max_facts: int, min_chars: int = 40, max_chars: int
 
 def fallback_facts(text: str, max_facts: int) -> list[Fact]:
     """When no sentence is checkable, the longest clean sentences still anchor a question."""
-    sentences = [s for s in split_sentences(text) if 40 <= len(s) <= 320 and not _is_debris(s)]
+    sentences = [sentence for _, sentence in clean_sentences(text)]
     ranked = sorted(enumerate(sentences), key=lambda item: -len(item[1]))[:max_facts]
     return [Fact(s, 0.0, i) for i, s in sorted(ranked)]
 

@@ -16,6 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from runner.errors import ConfigError
+from runner.templates import KINDS as TEMPLATE_KINDS
 
 
 @dataclass
@@ -139,6 +140,9 @@ class GenerateConfig:
     chars_per_question: Optional[int] = 350
     candidates_per_fact: int = 2
     max_facts_per_chunk: int = 6
+    # fact_anchored: fixed questions for identifiers that one sentence of the corpus explains
+    # (runner/templates.py): default_value | error_code | env_var; [] turns them off
+    templates: list[str] = field(default_factory=lambda: ["default_value", "error_code", "env_var"])
     max_chunks: Optional[int] = None
     seed: int = 0
 
@@ -407,6 +411,8 @@ def validate(cfg: Any) -> None:
     if cfg.generate.max_chunks is not None:
         _check(cfg.generate.max_chunks > 0, "generate.max_chunks", cfg.generate.max_chunks, "must be > 0 or null")
     _check(cfg.generate.candidates_per_fact > 0, "generate.candidates_per_fact", cfg.generate.candidates_per_fact, "must be > 0")
+    for kind in cfg.generate.templates:
+        _check(kind in TEMPLATE_KINDS, "generate.templates", list(cfg.generate.templates), "each must be one of " + ", ".join(TEMPLATE_KINDS))
 
     _check(0.0 < cfg.curate.dedup_threshold <= 1.0, "curate.dedup_threshold", cfg.curate.dedup_threshold, "must be in (0, 1]")
     _check(cfg.curate.min_chars < cfg.curate.max_chars, "curate.min_chars", cfg.curate.min_chars, f"must be < curate.max_chars ({cfg.curate.max_chars})")

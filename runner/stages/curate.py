@@ -166,7 +166,11 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
     dropped: list[dict[str, Any]] = []
     for q in questions:
         source = (q.get("fact") or "") + " " + chunks_by_id[q["chunk_id"]]["text"]
-        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, q.get("answer_hint"), q.get("fact"), cfg.generate.topic)
+        # a template question's words are fixed and name its identifier on purpose: only the model's
+        # questions go through the answer-in-question and off-fact rules
+        by_model = q.get("strategy") != "template"
+        hint, fact = (q.get("answer_hint"), q.get("fact")) if by_model else (None, None)
+        reason = rule_reason(q["question"], source, patterns, cur, leak_terms, hint, fact, cfg.generate.topic)
         (dropped if reason else kept).append({**q, "reason": reason} if reason else q)
 
     def embed(texts: list[str]) -> np.ndarray:

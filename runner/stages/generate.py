@@ -4,7 +4,9 @@ Strategies (``generate.strategy``):
 - ``free``: the original per-chunk prompt, asking for N questions as constrained JSON.
 - ``fact_anchored``: salient fact sentences are picked from each chunk deterministically and
   the model writes one question per fact (few-shot, constrained JSON); the fact is kept as
-  the question's evidence. Small models do far better with this narrow task.
+  the question's evidence. Small models do far better with this narrow task. Identifiers that
+  one sentence explains (a key's default, an error code, an environment variable) also get a
+  fixed question (``generate.templates``, runner/templates.py).
 
 Each finished request is appended to ``items.jsonl`` at once, so a crash or Ctrl-C loses
 only requests in flight and a rerun continues where it stopped.
@@ -21,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from runner.facts import answer_span, extract_facts, fallback_facts
+from runner.facts import answer_span, clean_sentences, extract_facts, fallback_facts
 from runner.jsonl import write_jsonl
 from runner.llm import ChatRequest, ChatResponse, create_llm
 from runner.llm.base import LLM, questions_schema
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.stage import StageContext, StageResult
 from runner.stages.chunk import load_chunks
+from runner.templates import template_questions
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +213,35 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
     return records, questions
 
 
+def template_records(chunks: list[dict[str, Any]], corpus: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
+    """Fixed questions about the identifiers the selected chunks explain (no model call); an identifier
+    counts as explained when one sentence of the whole ``corpus`` explains it."""
+    if cfg.generate.strategy != "fact_anchored" or not cfg.generate.templates:
+        return []
+    corpus_sentences = (sentence for chunk in corpus for _, sentence in clean_sentences(chunk["text"]))
+    by_sentence = template_questions(corpus_sentences, cfg.generate.topic, cfg.generate.templates)
+    records = []
+    for chunk in chunks:
+        found = [t for _, sentence in clean_sentences(chunk["text"]) for t in by_sentence.get(sentence, [])]
+        for j, template in enumerate(found):
+            records.append(
+                {
+                    "qid": f"{chunk['chunk_id']}-t{j}",
+                    "question": template.question,
+                    "chunk_id": chunk["chunk_id"],
+                    "doc_id": chunk["doc_id"],
+                    "source": chunk["source"],
+                    "page": chunk["page"],
+                    "fact": template.sentence,
+                    "answer_hint": template.identifier,
+                    "fact_is_sentence": True,
+                    "strategy": "template",
+                    "template": template.kind,
+                }
+            )
+    return records
+
+
 def build_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
     if cfg.generate.strategy == "free":
         return build_free_items(chunks, cfg)
@@ -218,7 +250,8 @@ def build_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write ``instructions.jsonl``: questions with their chunk, document, page and fact."""
-    chunks = select_chunks(load_chunks(ctx.inputs["chunk"]), cfg.generate.max_chunks, cfg.generate.seed)
+    corpus = load_chunks(ctx.inputs["chunk"])
+    chunks = select_chunks(corpus, cfg.generate.max_chunks, cfg.generate.seed)
     items = build_items(chunks, cfg)
     items_path = ctx.work_dir / ITEMS_FILE
     llm = create_llm(cfg.llm, cfg.model, ctx.root)
@@ -229,10 +262,13 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     records, questions = collect_instructions(items, items_path)
     errors = [r["error"] or "unknown" for r in records if r["status"] == "error"]
     raise_if_too_many_failed(errors, len(records), cfg.llm.max_error_share, "question")
+    templated = template_records(chunks, corpus, cfg)
+    questions += templated
     write_jsonl(ctx.work_dir / INSTRUCTIONS_FILE, questions)
     for q in random.Random(0).sample(questions, min(SAMPLE_SIZE, len(questions))):
         log.info("  sample question [%s p%s]: %s", q["chunk_id"], q["page"], q["question"])
-    return StageResult(metrics=generation_metrics(records, questions, chunks, throughput), artifacts=[INSTRUCTIONS_FILE, ITEMS_FILE])
+    metrics = {**generation_metrics(records, questions, chunks, throughput), "template_questions": len(templated)}
+    return StageResult(metrics=metrics, artifacts=[INSTRUCTIONS_FILE, ITEMS_FILE])
 
 
 def generation_metrics(records: list[dict[str, Any]], questions: list[dict[str, Any]], chunks: list[dict[str, Any]], throughput: dict[str, float]) -> dict[str, float]:

@@ -103,6 +103,10 @@ def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory
         "p-first": (_question("p-first", "How many fennel entries does the lantern cache keep at most?", lantern), None),
         "p-again": (_question("p-again", "How many fennel entries can the lantern cache keep at most?", lantern), "near_duplicate"),
         "p-port": (_question("p-port", "Which port does the zorblax harbour daemon listen on?", harbour), None),
+        # the same words from the model would be off its fact ("return", "error", "QSR-4090" are not in it);
+        # a template question's fixed words are not held against it
+        "p-model": (_question("p-model", "When does the lantern cache return error QSR-4090?", lantern, lantern["text"]), "off_fact"),
+        "p-template": ({**_question("p-template", "When does the lantern cache return error QSR-4090?", lantern, lantern["text"]), "strategy": "template"}, None),
     }
     inputs = tmp / "generate_with_planted"
     shutil.copytree(generated, inputs)
