@@ -128,12 +128,18 @@ def _normalize(text: str) -> str:
     return " ".join(re.findall(r"[\w.-]+", text.lower()))
 
 
-def near_duplicates(vectors: np.ndarray, threshold: float) -> list[bool]:
-    """True where a vector is within ``threshold`` cosine of an earlier kept one (first kept)."""
+def near_duplicates(vectors: np.ndarray, threshold: float, texts: list[str] | None = None, fixed: list[bool] | None = None) -> list[bool]:
+    """True where a vector is within ``threshold`` cosine of an earlier kept one (first kept).
+
+    A ``fixed`` (template) question is a duplicate only of the same text: "What is the default value
+    of node.name?" and "... of node.data_dir?" embed almost alike but ask different things."""
     kept: list[int] = []
     flags = []
     for i, vector in enumerate(vectors):
-        duplicate = bool(kept) and float((vectors[kept] @ vector).max()) >= threshold
+        if fixed is not None and texts is not None and fixed[i]:
+            duplicate = any(texts[j] == texts[i] for j in kept)
+        else:
+            duplicate = bool(kept) and float((vectors[kept] @ vector).max()) >= threshold
         flags.append(duplicate)
         if not duplicate:
             kept.append(i)
@@ -164,7 +170,8 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
     leak_terms = example_terms(cfg.prompts, cfg.generate.topic, (c["text"] for c in chunks_by_id.values()))
     kept: list[dict[str, Any]] = []
     dropped: list[dict[str, Any]] = []
-    for q in questions:
+    # template questions first: where one and a model's question share a fact, the template one is kept
+    for q in sorted(questions, key=lambda q: q.get("strategy") != "template"):
         source = (q.get("fact") or "") + " " + chunks_by_id[q["chunk_id"]]["text"]
         # a template question's words are fixed and name its identifier on purpose: only the model's
         # questions go through the answer-in-question and off-fact rules
@@ -177,7 +184,8 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
         return embed_texts(texts, cfg.index, root, show_progress=False)
 
     if kept:
-        flags = near_duplicates(embed([q["question"] for q in kept]), cur.dedup_threshold)
+        texts = [q["question"] for q in kept]
+        flags = near_duplicates(embed(texts), cur.dedup_threshold, texts, [q.get("strategy") == "template" for q in kept])
         dropped += [{**q, "reason": "near_duplicate"} for q, dup in zip(kept, flags) if dup]
         kept = [q for q, dup in zip(kept, flags) if not dup]
 
@@ -198,12 +206,13 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
 
 def first_per_fact(questions: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Keep the first ``limit`` passing candidates of each fact (candidates come greedy-first, and
-    greedy ones read best); questions without a fact are all kept."""
+    greedy ones read best); questions without a fact are all kept, and so are template questions
+    (one per identifier), which still count against the model's candidates for the same fact."""
     seen: Counter[tuple[str, str]] = Counter()
     kept, extra = [], []
     for q in questions:
         key = (q["chunk_id"], q.get("fact") or "")
-        if q.get("fact") and seen[key] >= limit:
+        if q.get("fact") and q.get("strategy") != "template" and seen[key] >= limit:
             extra.append(q)
             continue
         seen[key] += 1

@@ -248,6 +248,9 @@ def test_near_duplicates_keep_the_first_of_each_group() -> None:
     assert near_duplicates(vectors, 0.92) == [False, True, False, True]
     assert near_duplicates(vectors, 0.96) == [False, True, False, False]
     assert near_duplicates(vectors[:0], 0.92) == []
+    # template questions: only the same text is a duplicate; a model question near a template one is
+    texts = ["default of a.x?", "default of a.y?", "default of a.x?", "model question"]
+    assert near_duplicates(np.stack([a, a2, a, a2]), 0.92, texts, [True, True, True, False]) == [False, False, True, True]
 
 
 def test_off_fact_needs_every_question_word_in_the_fact(composed_cfg: Callable[..., DictConfig]) -> None:
@@ -296,7 +299,10 @@ def test_first_per_fact_keeps_the_first_passing_candidate_of_each_fact() -> None
         {"qid": "free-1", "chunk_id": "c1", "fact": None},
         {"qid": "c-k0", "chunk_id": "c2", "fact": "F1"},  # the same sentence in another chunk is another fact
     ]
+    rows.insert(0, {"qid": "t0", "chunk_id": "c1", "fact": "F2", "strategy": "template"})
+    rows.insert(1, {"qid": "t1", "chunk_id": "c1", "fact": "F2", "strategy": "template"})
     kept, extra = first_per_fact(rows, 1)
-    assert [q["qid"] for q in kept] == ["a-k1", "b-k0", "free-0", "free-1", "c-k0"]
-    assert [q["qid"] for q in extra] == ["a-k2"]
-    assert [q["qid"] for q in first_per_fact(rows, 2)[0]] == [q["qid"] for q in rows]
+    # every template question stays; the model's candidate for a fact with one is dropped
+    assert [q["qid"] for q in kept] == ["t0", "t1", "a-k1", "free-0", "free-1", "c-k0"]
+    assert [q["qid"] for q in extra] == ["a-k2", "b-k0"]
+    assert [q["qid"] for q in first_per_fact(rows, 2)[0]] == [q["qid"] for q in rows if q["qid"] != "b-k0"]  # F2 has two already
