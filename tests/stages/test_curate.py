@@ -234,6 +234,7 @@ def test_rule_reason_order_and_leaked_example(composed_cfg: Callable[..., DictCo
     assert rule_reason("How many times does the relay retry a failed delivery?", source, patterns, cfg.curate, leak, "5 times", fact=source) is None
     assert reason("How many times does the relay retry a failed delivery?") is None
     assert reason("Where can I find the failed delivery?") == "pattern"  # patterns come first
+    assert reason("How does the relay retry a failed delivery 5 times?") == "pattern"  # restates its fact
     assert reason("Retry?") == "too_short"
     assert reason("Failed deliveries are retried " + "x" * 300 + "?") == "too_long"
     assert reason("The relay retries a failed delivery 5 times.") == "not_a_question"
