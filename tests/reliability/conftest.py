@@ -56,11 +56,11 @@ class ReliabilityReport:
     def markdown(self) -> str:
         rows = self.finished_rows()
         lost = sum(r.items_lost or 0 for r in rows)
+        results = ", ".join(f"{n} {result}" for result, n in Counter(r.result for r in rows).most_common())
         lines = [
             "# Reliability report",
             "",
-            f"pytest session of {time.strftime('%Y-%m-%d %H:%M')}: {len(rows)} cases, "
-            f"{sum(r.result == 'passed' for r in rows)} passed; items lost: {lost} (must be 0).",
+            f"pytest session of {time.strftime('%Y-%m-%d %H:%M')}: {len(rows)} cases ({results}); items lost: {lost} (must be 0).",
             "",
             "| item | bad input / fault injected | outcome | items lost | test |",
             "|---|---|---|---|---|",

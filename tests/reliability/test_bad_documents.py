@@ -193,7 +193,7 @@ def test_empty_folder_raises_input_error(tmp_path: Path, run_ingest, reliability
 def test_missing_path_raises_config_error(tmp_path: Path, run_ingest, reliability_report) -> None:
     with pytest.raises(ConfigError, match=r"ingest\.documents entry .*nowhere\.pdf.* does not exist") as excinfo:
         run_ingest([tmp_path / "nowhere.pdf"])
-    reliability_report.record(item=ITEM, case="a document path that does not exist", outcome=f"ConfigError: {excinfo.value}")
+    reliability_report.record(item=ITEM, case="a document path that does not exist", outcome=f"ConfigError: {str(excinfo.value).replace(str(tmp_path), '<tmp>')}")
 
 
 def test_pdf_with_a_damaged_stream_filter_is_skipped_not_crashing(tmp_path: Path, run_ingest, reliability_report) -> None:
