@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
+from runner.cache import MANIFEST
 from runner.facts import comparable_terms, numbers_in, words
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
@@ -105,6 +107,7 @@ def messages_for(question: str, context: str, prompts: Any, topic: str) -> list[
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write ``answers.jsonl`` (question, answer, context chunk ids, provenance) and the dropped ones."""
+    started = time.perf_counter()
     questions = read_jsonl(ctx.inputs["curate"] / CURATED_FILE)
     chunks = load_chunks(ctx.inputs["chunk"])
     by_position = chunks  # the index stores chunks in this order
@@ -163,6 +166,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "answered": len(kept),
             "kept_share": len(kept) / max(1, len(questions)),
             "extractive_answers": len(extractive),
+            "seconds_per_kept_example": seconds_spent(ctx, time.perf_counter() - started) / max(1, len(kept)),
             **check_metrics(checks),
             "chunk_coverage": len({r["chunk_id"] for r in kept}) / max(1, len(asked_chunks(ctx))),
             "grounding_rate": grounded / len(fact_questions) if fact_questions else float("nan"),
@@ -256,6 +260,12 @@ def parse_check(raw: str) -> str:
 def check_metrics(checks: dict[str, tuple[str, str]]) -> dict[str, float]:
     outcomes = Counter(outcome for _, outcome in checks.values())
     return {f"check/{outcome}_share": outcomes[outcome] / len(checks) for outcome in ("found", "in_question", "not_in_fact", "error")} if checks else {}
+
+
+def seconds_spent(ctx: StageContext, answer_s: float) -> float:
+    """Wall time of generate + curate (from their manifests, so also when they were cached) + this stage."""
+    upstream = [json.loads((ctx.inputs[name] / MANIFEST).read_text()).get("duration_s", 0.0) for name in ("generate", "curate")]
+    return sum(upstream) + answer_s
 
 
 def asked_chunks(ctx: StageContext) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -11,6 +12,7 @@ from omegaconf import DictConfig
 
 from conftest import REPO_ROOT, BuiltIndex
 from fakes import FakeLLM, error_response, last_user_message
+from runner.cache import MANIFEST
 from runner.errors import LLMError
 from runner.facts import numbers_in
 from runner.jsonl import read_jsonl, write_jsonl
@@ -177,6 +179,8 @@ def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_pa
     generate_dir = tmp / "generate"
     generate_dir.mkdir()
     write_jsonl(generate_dir / GENERATE_ITEMS_FILE, [{"item_id": cid, "chunk_id": cid} for cid in chunks])
+    for stage_dir, seconds in ((generate_dir, 30.0), (curated_dir, 2.0)):
+        (stage_dir / MANIFEST).write_text(json.dumps({"duration_s": seconds}))
     overrides = ["chunk.size=160", "chunk.overlap=0", "llm.n_ctx=1024", "answer.max_tokens=40", "llm.n_threads=1"]
     cfg = make_cfg([f"ingest.documents=[{tiny_index.doc}]", *overrides], tmp)
     work = tmp / "answer"
@@ -221,6 +225,8 @@ def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_i
     assert all(i["status"] == "ok" and i["completion_tokens"] > 0 for i in items)
     assert result.metrics["questions"] == 4
     assert result.metrics["extractive_answers"] == 1
+    # generate's and curate's 32 s plus this stage's own time, per kept pair
+    assert 32.0 / len(kept) < result.metrics["seconds_per_kept_example"] < (32.0 + 600) / len(kept)
     assert sum(result.metrics[f"check/{o}_share"] for o in ("found", "in_question", "not_in_fact", "error")) == pytest.approx(1.0)
     assert result.metrics["answered"] == len(kept)
     assert result.metrics["kept_share"] == pytest.approx(len(kept) / 4)
