@@ -1,11 +1,12 @@
 """Question/answer quality per generation strategy, on the same chunks, in one run.
 
-    .venv/bin/python bench/bench_quality.py [--chunks N] [--review 30]
+    .venv/bin/python bench/bench_quality.py [--chunks N] [--review 30] [override ...]
 
 Strategies compared (same sample chunks, same model, generate -> curate -> answer):
 - ``fact_anchored``: the default (facts picked deterministically, one question per fact,
   answered by the fact sentence: ``answer.mode=extractive``).
 - ``fact_anchored_rag``: the same questions answered by the model with RAG (``answer.mode=rag``).
+- ``fact_anchored_no_templates``: only the model's questions (``generate.templates=[]``).
 - ``free``: the original per-chunk prompt done right (chat template, JSON-constrained, short).
 - ``original_raw``: the original prompts in the Mistral ``[INST]`` format sent to a model with
   another chat template, as the original scripts did.
@@ -42,6 +43,7 @@ log = logging.getLogger("bench.quality")
 STRATEGIES = {
     "fact_anchored": [],
     "fact_anchored_rag": ["answer.mode=rag"],
+    "fact_anchored_no_templates": ["generate.templates=[]"],
     "free": ["generate.strategy=free"],
     "original_raw": ["generate.strategy=free", "prompts=original", "model.chat_format=mistral-instruct", "llm.max_tokens=256"],
 }
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--chunks", type=int, default=12)
     parser.add_argument("--review", type=int, default=30, help="kept pairs per strategy written for manual review")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("overrides", nargs="*", help="config overrides for every strategy, e.g. llm.n_threads=1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_configs()
@@ -95,18 +98,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.strategies.split(","):
-            result = run_strategy(name, STRATEGIES[name], args.chunks, Path(tmp))
+            result = run_strategy(name, [*STRATEGIES[name], *args.overrides], args.chunks, Path(tmp))
             answers = result.pop("answers")
             sample = random.Random(0).sample(answers, min(args.review, len(answers)))
             with open(out_dir / f"quality_review_{name}.jsonl", "w") as handle:
                 for row in sample:
                     handle.write(json.dumps({k: row.get(k) for k in ("qid", "question", "answer", "fact", "chunk_id", "page")}) + "\n")
             results.append(result)
-    header = f"{'strategy':<18} {'generated':>9} {'kept':>5} {'yield':>6} {'hit@5':>6} {'ground':>7} {'cover':>6} {'tok/req':>8} {'s/kept':>7}"
+    header = f"{'strategy':<27} {'generated':>9} {'kept':>5} {'yield':>6} {'hit@5':>6} {'ground':>7} {'cover':>6} {'tok/req':>8} {'s/kept':>7}"
     print(header)
     for r in results:
         print(
-            f"{r['strategy']:<18} {r['generated']:>9.0f} {r['kept_pairs']:>5.0f} {r['yield']:>6.2f} {r['self_hit_at_5_before_gate']:>6.2f} "
+            f"{r['strategy']:<27} {r['generated']:>9.0f} {r['kept_pairs']:>5.0f} {r['yield']:>6.2f} {r['self_hit_at_5_before_gate']:>6.2f} "
             f"{r['grounding_rate']:>7.2f} {r['chunk_coverage']:>6.2f} {r['mean_completion_tokens']:>8.1f} {r['seconds_per_kept_example']:>7.1f}"
         )
     payload = {"chunks": args.chunks, "results": results}
