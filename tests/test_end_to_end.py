@@ -18,7 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-TINY = ["debug=tiny", "generate.max_chunks=3", "eval.max_questions=3"]
+# one llama.cpp thread: on two shared cores, two threads ran generation and eval several times slower
+TINY = ["debug=tiny", "generate.max_chunks=3", "eval.max_questions=3", "llm.n_threads=1"]
 
 
 def run_cli(args: list[str], workdir: Path, module: str = "runner", timeout: int = 900) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ from typing import Callable
 import pytest
 from omegaconf import DictConfig, OmegaConf
 
+from conftest import RETRIEVAL_PARAGRAPHS
 from runner.cache import MANIFEST
 from runner.pipeline import StageOutcome, StageSpec, execute_stage
 
@@ -144,12 +145,14 @@ def test_two_processes_on_one_key_compute_once(slow_stage, repo_root: Path, tmp_
     )
 
 
-def test_two_sweep_jobs_in_parallel_on_a_cold_cache_compute_each_key_once(runner_cli, reliability_report) -> None:
+def test_two_sweep_jobs_in_parallel_on_a_cold_cache_compute_each_key_once(runner_cli, tmp_path: Path, reliability_report) -> None:
     """A joblib sweep of two jobs whose stages up to curate are the same (the model and embedding stages,
     to keep it short): for every stage one job computes it and the other waits on its lock, then takes
     it from the cache."""
     stages = ("ingest", "chunk", "index", "generate", "curate")
-    overrides = ["debug=tiny", "generate.max_chunks=3", "until=curate"]
+    doc = tmp_path / "paragraphs.md"
+    doc.write_text("\n\n".join(RETRIEVAL_PARAGRAPHS) + "\n", encoding="utf-8")
+    overrides = ["debug=tiny", f"ingest.documents=[{doc}]", "chunk.size=160", "chunk.overlap=0", "generate.max_chunks=3", "llm.n_threads=1", "until=curate"]
     proc = runner_cli.run("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *overrides, "train.iters=2,3", timeout=900)
     assert proc.returncode == 0, proc.stderr[-5000:]
 
