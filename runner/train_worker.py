@@ -455,7 +455,7 @@ def _train_peft(job: TrainJob, emit: Emit) -> dict[str, Any]:
     if resume is not None:
         log.info("resuming from %s (iteration %d)", resume, start)
         set_peft_model_state_dict(model, load_file(str(resume / "adapter_model.safetensors")))
-        state = torch.load(resume / "trainer_state.pt", map_location=device, weights_only=False)
+        state = torch.load(resume / "trainer_state.pt", map_location=device, weights_only=True)  # no pickle
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
     emit({"kind": "info", "values": {"resumed_from": start}})
