@@ -85,6 +85,19 @@ def run_training(job: TrainJob, emit: Emit) -> dict[str, Any]:
     raise ConfigError(f"train.backend={job.backend!r} is invalid: must be one of mlx, peft")
 
 
+def is_whole_safetensors(path: Path) -> bool:
+    """Whether a safetensors file is as long as its own header says (8-byte header size, JSON header,
+    then the tensor data up to the largest end offset)."""
+    try:
+        with open(path, "rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_size))
+    except (OSError, ValueError):
+        return False
+    data_end = max((entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"), default=0)
+    return path.stat().st_size == 8 + header_size + data_end
+
+
 def latest_checkpoint(job: TrainJob) -> tuple[int, Optional[Path]]:
     """(iteration, path) of the newest checkpoint a killed run left behind, or (0, None)."""
     root = Path(job.checkpoint_dir)
@@ -99,7 +112,7 @@ def latest_checkpoint(job: TrainJob) -> tuple[int, Optional[Path]]:
                 continue
             for file in segment.iterdir():
                 found = _MLX_CKPT.match(file.name)
-                if found:
+                if found and is_whole_safetensors(file):  # mlx-lm writes in place: a kill can cut one short
                     iteration = int(seg.group(1)) + int(found.group(1))
                     if iteration > best[0]:
                         best = (iteration, file)

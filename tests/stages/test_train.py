@@ -200,3 +200,23 @@ def test_peft_learning_rate_follows_the_mlx_schedule() -> None:
 
 def test_model_dir_of_the_shared_conversion(prepared: Path) -> None:
     assert (model_dir(prepared) / "config.json").is_file()
+
+
+def test_resume_skips_an_mlx_checkpoint_cut_short_by_a_kill(tmp_path: Path) -> None:
+    """mlx-lm writes checkpoints in place: a kill during the write leaves a short file that must not be resumed from."""
+    from runner.train_worker import is_whole_safetensors, latest_checkpoint
+
+    segment = tmp_path / "checkpoints" / "segment_0000000"
+    segment.mkdir(parents=True)
+    weights = {"lora_a": np.ones((4, 8), dtype=np.float32), "lora_b": np.zeros((8, 4), dtype=np.float32)}
+    for iteration in (2, 4):
+        save_file(weights, str(segment / f"{iteration:07d}_adapters.safetensors"))
+    job = TrainJob("mlx", "m", "m", "d", "chat", "a", str(tmp_path / "checkpoints"))
+    assert latest_checkpoint(job) == (4, segment / "0000004_adapters.safetensors")
+
+    newest = segment / "0000004_adapters.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-16])  # the kill landed mid-write
+    assert not is_whole_safetensors(newest) and is_whole_safetensors(segment / "0000002_adapters.safetensors")
+    assert latest_checkpoint(job) == (2, segment / "0000002_adapters.safetensors")
+    (segment / "0000006_adapters.safetensors").write_bytes(b"")  # created, nothing written yet
+    assert latest_checkpoint(job) == (2, segment / "0000002_adapters.safetensors")
