@@ -131,7 +131,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         ]
 
     extractive = [i for i, q in enumerate(questions) if answers_from_fact(q, cfg.answer)]
-    rag = [i for i in range(len(questions)) if i not in set(extractive)]
+    rag = sorted(set(range(len(questions))) - set(extractive))
     results = generate_answers(cfg, ctx, [questions[i] for i in rag], [contexts[i] for i in rag])
     # a template question asks about the identifier its sentence explains: nothing to check
     to_check = [questions[i] for i in extractive if questions[i].get("strategy") != "template"]
@@ -176,6 +176,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     )
     log.info("answers kept %d of %d; dropped %s", len(kept), len(questions), dict(reasons))
     return StageResult(metrics=metrics, artifacts=[ANSWERS_FILE, DROPPED_FILE])
+
+
+def _status_record(index: int, response: Any) -> dict[str, Any]:
+    """What ``run_resumable`` appends for one answer or check request."""
+    return {"status": "ok" if response.ok else "error", **response_fields(response)}
 
 
 def answers_from_fact(question: dict[str, Any], ans_cfg: Any) -> bool:
@@ -232,7 +237,7 @@ def check_extractive(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
     items_path = ctx.work_dir / ITEMS_FILE
     llm = create_llm(cfg.llm, cfg.model, ctx.root)
     try:
-        run_resumable(llm, ids, requests, items_path, lambda index, response: {"status": "ok" if response.ok else "error", **response_fields(response)}, desc="answer check")
+        run_resumable(llm, ids, requests, items_path, _status_record, desc="answer check")
     finally:
         llm.close()
     latest = latest_results(items_path)
@@ -310,7 +315,7 @@ def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
             ]
             run_resumable(
                 llm, ids, requests, items_path,
-                lambda index, response: {"status": "ok" if response.ok else "error", **response_fields(response)},
+                _status_record,
                 desc=f"answer (attempt {attempt + 1})",
             )
             latest = latest_results(items_path)
