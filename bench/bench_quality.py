@@ -54,7 +54,7 @@ def run_strategy(name: str, extra: list[str], chunks: int, workdir: Path) -> dic
         f"paths.root={ROOT}",
         f"paths.output_dir={workdir / 'outputs'}",
         f"paths.mlruns_dir={workdir / 'mlruns'}",
-        f"tracking.experiment=bench-quality",
+        "tracking.experiment=bench-quality",
         f"generate.max_chunks={chunks}",
         "until=answer",
         *extra,

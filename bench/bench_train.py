@@ -37,6 +37,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from runner.jsonl import write_jsonl  # noqa: E402
 from runner.schema import RunConfig  # noqa: E402
 from runner.stage import StageContext  # noqa: E402
+from runner.artifacts import PrepareModel  # noqa: E402
+from runner.models import prepared_hf_dir  # noqa: E402
 from runner.stages import prepare_model, train  # noqa: E402
 
 log = logging.getLogger("bench.train")
@@ -86,7 +88,7 @@ def _records() -> list[dict[str, Any]]:
 def _prepare(cache: Path) -> tuple[Path, Path]:
     """(prepare_model stage dir, dataset dir), built once and reused across bench runs."""
     stage_dir, data_dir = cache / "prepare_model", cache / "dataset"
-    if not (stage_dir / prepare_model.INFO_FILE).is_file():
+    if not (stage_dir / PrepareModel.INFO).is_file():
         stage_dir.mkdir(parents=True, exist_ok=True)
         cfg = _config([])
         result = prepare_model.run(cfg, StageContext("prepare_model", cfg, ROOT, stage_dir, {}))
@@ -162,7 +164,7 @@ def run_cli(prepared: Path, data: Path, iters: int, report: int) -> dict[str, An
             env = train._link_gfortran(env, Path(work))
         command = [
             sys.executable, "-c", _CLI_SHIM,
-            "--model", str(prepare_model.model_dir(prepared)), "--train", "--data", str(data),
+            "--model", str(prepared_hf_dir(prepared)), "--train", "--data", str(data),
             "--iters", str(iters), "--num-layers", "2", "--batch-size", "1", "--learning-rate", "1e-4",
             "--steps-per-report", str(report), "--steps-per-eval", str(iters), "--val-batches", "1",
             "--save-every", str(iters), "--max-seq-length", "512", "--mask-prompt", "--seed", "0",

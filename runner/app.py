@@ -98,7 +98,7 @@ def _record_failed_job(cfg: DictConfig, info: RunInfo, exc: RunnerError) -> None
 
 def print_summary(summary: dict) -> None:
     """The end-of-run console summary: base vs tuned per eval set, then where to look."""
-    from runner.stages.evaluate import format_table
+    from runner.report import format_table
 
     eval_metrics = {k[len("eval/"):]: v for k, v in summary["metrics"].items() if k.startswith("eval/")}
     if eval_metrics:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+CHARS_PER_TOKEN = 4  # a budget estimate; exact token counts depend on the model's tokenizer
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _NUMBER = re.compile(r"\b\d+(?:[.,:]\d+)*(?:\s?(?:%|ms|s|MB|MiB|GB|GiB|KB|KiB|h|min|days?|hours?|seconds?|minutes?))?\b")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 from pathlib import Path
+from typing import Any, Optional
 
+from runner.artifacts import PrepareModel
 from runner.errors import ConfigError
 
 EMBEDDED_PREFIX = "embedded:"
@@ -73,3 +76,40 @@ def load_embedder(spec: str, root: Path, device: str = "cpu"):
 
         _EMBEDDERS[cache_key] = SentenceTransformer(path, device=device)
     return _EMBEDDERS[cache_key]
+
+
+def read_model_info(prepared_dir: Path) -> dict[str, Any]:
+    """The ``prepare_model`` stage's record of where the model folders are."""
+    return json.loads((Path(prepared_dir) / PrepareModel.INFO).read_text())
+
+
+def prepared_hf_dir(prepared_dir: Path) -> Path:
+    """The Hugging Face model folder a finished ``prepare_model`` stage points at."""
+    return _inside(prepared_dir, read_model_info(prepared_dir)["hf_dir"])
+
+
+def prepared_mlx_dir(prepared_dir: Path) -> Optional[Path]:
+    """The MLX-quantized copy (for QLoRA), or None when ``train.quantize.bits`` was null."""
+    info = read_model_info(prepared_dir)
+    return _inside(prepared_dir, info["mlx_dir"]) if info.get("mlx_dir") else None
+
+
+def _inside(folder: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else Path(folder) / path
+
+
+def legacy_rope_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """Top-level rope keys derived from transformers 5's ``rope_parameters`` that the config lacks.
+
+    mlx-lm (and llama.cpp's converter) still read the old top-level keys; without them
+    mlx-lm silently falls back to rope_theta=10000 (SmolLM2 uses 100000)."""
+    params = config.get("rope_parameters")
+    if not isinstance(params, dict) or "rope_theta" not in params:
+        return {}  # absent, or a per-layer-type mapping that old readers cannot use anyway
+    legacy: dict[str, Any] = {}
+    if "rope_theta" not in config:
+        legacy["rope_theta"] = params["rope_theta"]
+    if params.get("rope_type", "default") != "default" and not config.get("rope_scaling"):
+        legacy["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
+    return legacy

@@ -9,9 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-FAISS_FILE = "dense.faiss"
-BM25_FILE = "bm25_corpus.json"
-META_FILE = "index_meta.json"
+from runner.artifacts import Index
+
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
@@ -56,11 +55,11 @@ class HybridRetriever:
 
         self.cfg = retriever_cfg
         self.embed_queries = embed_queries
-        corpus = json.loads((index_dir / BM25_FILE).read_text())
+        corpus = json.loads((index_dir / Index.BM25).read_text())
         self.chunk_ids: list[str] = corpus["chunk_ids"]
-        meta = json.loads((index_dir / META_FILE).read_text())
+        meta = json.loads((index_dir / Index.META).read_text())
         self.bm25 = BM25Okapi(corpus["tokens"], k1=meta.get("bm25_k1", 1.5), b=meta.get("bm25_b", 0.75))
-        index = faiss.read_index(str(index_dir / FAISS_FILE))
+        index = faiss.read_index(str(index_dir / Index.FAISS))
         self.faiss_index = index
         self.vectors = index.reconstruct_n(0, index.ntotal)
 

@@ -131,7 +131,7 @@ def _mean(values: list[float]) -> float:
 
 def _rope_fixups(model_dir: Path) -> dict[str, Any]:
     """mlx-lm reads only the legacy ``rope_theta``; supply it from transformers 5's ``rope_parameters``."""
-    from runner.stages.prepare_model import legacy_rope_keys
+    from runner.models import legacy_rope_keys
 
     return legacy_rope_keys(json.loads((model_dir / "config.json").read_text()))
 

@@ -148,6 +148,7 @@ def run_ingest(composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_pat
     """``run_ingest(documents, *overrides)``: the real ingest stage -> (records, report, metrics)."""
     import json
 
+    from runner.artifacts import Ingest
     from runner.stage import StageContext
     from runner.stages import ingest
 
@@ -157,8 +158,8 @@ def run_ingest(composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_pat
         work.mkdir(exist_ok=True)
         ctx = StageContext(name="ingest", cfg=cfg, root=repo_root, work_dir=work, inputs={})
         result = ingest.run(cfg, ctx)
-        records = [json.loads(line) for line in (work / ingest.PAGES_FILE).read_text(encoding="utf-8").splitlines()]
-        report = json.loads((work / ingest.REPORT_FILE).read_text())
+        records = [json.loads(line) for line in (work / Ingest.PAGES).read_text(encoding="utf-8").splitlines()]
+        report = json.loads((work / Ingest.REPORT).read_text())
         return records, report, result.metrics
 
     return _run

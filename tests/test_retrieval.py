@@ -8,8 +8,8 @@ from omegaconf import OmegaConf
 
 from conftest import RETRIEVAL_PARAGRAPHS, BuiltIndex
 from runner.retrieval import HybridRetriever, mmr, retrieval_quality, weighted_rrf
-from runner.stages.chunk import load_chunks
-from runner.stages.index import embed_texts
+from runner.artifacts import load_chunks
+from runner.embeddings import embed_texts
 
 # ---------------------------------------------------------------- weighted RRF
 

@@ -81,6 +81,18 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+# llama-cpp-python's JSON-schema converter lets a string hold raw control characters (its
+# ``char ::= [^"\\]``); JSON forbids them, and a model that writes a newline inside a string then
+# gives a reply no JSON parser reads. llama.cpp's own converter excludes them, as here.
+_LOOSE_CHAR = r'char ::= [^"\\]'
+_STRICT_CHAR = r'char ::= [^"\\\x7F\x00-\x1F]'
+
+
+def strict_json_strings(grammar: str) -> str:
+    """The grammar with JSON's rule for string characters (no raw control characters)."""
+    return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
 def _find_stop(text: str, stops: Sequence[str]) -> int:
     """Index of the earliest stop string in ``text``, or -1."""
     hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
@@ -178,7 +190,7 @@ class LlamaCppLLM:
 
         key = json.dumps(schema, sort_keys=True)
         if key not in self._grammars:
-            self._grammars[key] = json_schema_to_gbnf(key)
+            self._grammars[key] = strict_json_strings(json_schema_to_gbnf(key))
         return self._grammars[key]
 
     def _prepare(self, request: ChatRequest) -> _Prepared:

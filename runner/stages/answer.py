@@ -20,24 +20,18 @@ from typing import Any
 
 import numpy as np
 
+from runner.artifacts import Answer, Curate, Generate, load_chunks
 from runner.cache import MANIFEST
-from runner.facts import comparable_terms, numbers_in, words
+from runner.embeddings import embed_texts
+from runner.facts import CHARS_PER_TOKEN, comparable_terms, numbers_in, words
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.retrieval import HybridRetriever, retrieval_quality
 from runner.stage import StageContext, StageResult
-from runner.stages.chunk import load_chunks
-from runner.stages.curate import CURATED_FILE
-from runner.stages.generate import ITEMS_FILE as GENERATE_ITEMS_FILE
-from runner.stages.index import embed_texts
 
 log = logging.getLogger(__name__)
 
-ANSWERS_FILE = "answers.jsonl"
-DROPPED_FILE = "answers_dropped.jsonl"
-ITEMS_FILE = "answer_items.jsonl"
-CHARS_PER_TOKEN = 4  # budget estimate; exact token counts depend on the answering model
 
 
 def build_context(ranked_chunks: list[dict[str, Any]], max_tokens: int) -> tuple[str, list[str]]:
@@ -108,7 +102,7 @@ def messages_for(question: str, context: str, prompts: Any, topic: str) -> list[
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write ``answers.jsonl`` (question, answer, context chunk ids, provenance) and the dropped ones."""
     started = time.perf_counter()
-    questions = read_jsonl(ctx.inputs["curate"] / CURATED_FILE)
+    questions = read_jsonl(ctx.inputs["curate"] / Curate.CURATED)
     chunks = load_chunks(ctx.inputs["chunk"])
     by_position = chunks  # the index stores chunks in this order
 
@@ -154,8 +148,8 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             dropped.append({**record, "reason": result["reason"]})
         else:
             kept.append(record)
-    write_jsonl(ctx.work_dir / ANSWERS_FILE, kept)
-    write_jsonl(ctx.work_dir / DROPPED_FILE, dropped)
+    write_jsonl(ctx.work_dir / Answer.ANSWERS, kept)
+    write_jsonl(ctx.work_dir / Answer.DROPPED, dropped)
     reasons = Counter(d["reason"] for d in dropped)
     # grounding measures the model's answers; an extractive answer is its fact by construction
     fact_questions = [questions[i] for i in rag if questions[i].get("fact")]
@@ -175,7 +169,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         }
     )
     log.info("answers kept %d of %d; dropped %s", len(kept), len(questions), dict(reasons))
-    return StageResult(metrics=metrics, artifacts=[ANSWERS_FILE, DROPPED_FILE])
+    return StageResult(metrics=metrics, artifacts=[Answer.ANSWERS, Answer.DROPPED])
 
 
 def _status_record(index: int, response: Any) -> dict[str, Any]:
@@ -234,7 +228,7 @@ def check_extractive(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
         ChatRequest(check_messages(q["question"], q["fact"], cfg.prompts, cfg.generate.topic), max_tokens=cfg.answer.max_tokens, temperature=0.0, json_schema=CHECK_SCHEMA, seed=cfg.llm.seed)
         for q in questions
     ]
-    items_path = ctx.work_dir / ITEMS_FILE
+    items_path = ctx.work_dir / Answer.ITEMS
     llm = create_llm(cfg.llm, cfg.model, ctx.root)
     try:
         run_resumable(llm, ids, requests, items_path, _status_record, desc="answer check")
@@ -275,7 +269,7 @@ def seconds_spent(ctx: StageContext, answer_s: float) -> float:
 
 def asked_chunks(ctx: StageContext) -> set[str]:
     """Chunks the generate stage asked about (the denominator of chunk coverage)."""
-    return {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / GENERATE_ITEMS_FILE)}
+    return {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / Generate.ITEMS)}
 
 
 def judge_answer(record: dict[str, Any], question: dict[str, Any], context: str, refusals: list[re.Pattern[str]], ans: Any) -> tuple[str, str | None]:
@@ -294,7 +288,7 @@ def generate_answers(cfg: Any, ctx: StageContext, questions: list[dict[str, Any]
     ans = cfg.answer
     refusals = [re.compile(p, re.IGNORECASE) for p in ans.refusal_patterns]
     attempts = 1 + (ans.regenerate_attempts if ans.grounding == "regenerate" else 0)
-    items_path = ctx.work_dir / ITEMS_FILE
+    items_path = ctx.work_dir / Answer.ITEMS
     results: dict[str, dict[str, Any]] = {}
     pending = list(range(len(questions)))
     if not questions:

@@ -13,14 +13,12 @@ from typing import Any
 
 from tqdm import tqdm
 
+from runner.artifacts import Chunk, Ingest
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.models import resolve_embedding_model
 from runner.stage import StageContext, StageResult
-from runner.stages.ingest import PAGES_FILE
 
 log = logging.getLogger(__name__)
-
-CHUNKS_FILE = "chunks.jsonl"
 
 
 def make_splitter(chunk_cfg: Any, embedding_model: str, root: Path):
@@ -59,16 +57,12 @@ def split_pages(pages: list[dict[str, Any]], splitter: Any) -> list[dict[str, An
     return chunks
 
 
-def load_chunks(stage_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(stage_dir / CHUNKS_FILE)
-
-
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write ``chunks.jsonl``: one record per chunk with its document and page."""
-    pages = read_jsonl(ctx.inputs["ingest"] / PAGES_FILE)
+    pages = read_jsonl(ctx.inputs["ingest"] / Ingest.PAGES)
     splitter = make_splitter(cfg.chunk, cfg.index.embedding_model, ctx.root)
     chunks = split_pages(pages, splitter)
-    write_jsonl(ctx.work_dir / CHUNKS_FILE, chunks)
+    write_jsonl(ctx.work_dir / Chunk.CHUNKS, chunks)
     lengths = [len(c["text"]) for c in chunks]
     log.info("%d pages -> %d chunks (mean %.0f chars)", len(pages), len(chunks), sum(lengths) / max(1, len(lengths)))
     return StageResult(
@@ -77,5 +71,5 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "mean_chars": sum(lengths) / max(1, len(lengths)),
             "max_chars": max(lengths, default=0),
         },
-        artifacts=[CHUNKS_FILE],
+        artifacts=[Chunk.CHUNKS],
     )

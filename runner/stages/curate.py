@@ -20,18 +20,14 @@ from typing import Any, Iterable
 import numpy as np
 from omegaconf import OmegaConf
 
+from runner.artifacts import Curate, Generate, load_chunks
+from runner.embeddings import embed_texts
 from runner.facts import content_terms, numbers_in
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.retrieval import HybridRetriever
 from runner.stage import StageContext, StageResult
-from runner.stages.chunk import load_chunks
-from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE
-from runner.stages.index import embed_texts
 
 log = logging.getLogger(__name__)
-
-CURATED_FILE = "curated.jsonl"
-DROPPED_FILE = "dropped.jsonl"
 
 
 def _stem(word: str) -> str:
@@ -222,12 +218,12 @@ def first_per_fact(questions: list[dict[str, Any]], limit: int) -> tuple[list[di
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write ``curated.jsonl`` and ``dropped.jsonl`` (each dropped question with its reason)."""
-    generated = read_jsonl(ctx.inputs["generate"] / INSTRUCTIONS_FILE)
-    asked_chunks = {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / ITEMS_FILE)}
+    generated = read_jsonl(ctx.inputs["generate"] / Generate.INSTRUCTIONS)
+    asked_chunks = {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / Generate.ITEMS)}
     chunks_by_id = {c["chunk_id"]: c for c in load_chunks(ctx.inputs["chunk"])}
     kept, dropped, metrics = curate(generated, chunks_by_id, cfg, ctx.inputs["index"], ctx.root)
-    write_jsonl(ctx.work_dir / CURATED_FILE, kept)
-    write_jsonl(ctx.work_dir / DROPPED_FILE, dropped)
+    write_jsonl(ctx.work_dir / Curate.CURATED, kept)
+    write_jsonl(ctx.work_dir / Curate.DROPPED, dropped)
     reasons = Counter(d["reason"] for d in dropped)
     log.info("curation kept %d of %d questions; dropped %s", len(kept), len(generated), dict(reasons))
     metrics.update(
@@ -239,4 +235,4 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             **{f"dropped/{reason}": count for reason, count in reasons.items()},
         }
     )
-    return StageResult(metrics=metrics, artifacts=[CURATED_FILE, DROPPED_FILE])
+    return StageResult(metrics=metrics, artifacts=[Curate.CURATED, Curate.DROPPED])

@@ -15,18 +15,14 @@ import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
+from runner.artifacts import Answer, Dataset, Ingest
 from runner.errors import InputError
+from runner.facts import CHARS_PER_TOKEN
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.stage import StageContext, StageResult
-from runner.stages.answer import ANSWERS_FILE, CHARS_PER_TOKEN
-from runner.stages.ingest import PAGES_FILE
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE = "train.jsonl"
-VALID_FILE = "valid.jsonl"
-PROVENANCE_FILE = "provenance.jsonl"
-COVERAGE_FILE = "coverage.png"
 
 
 def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
@@ -101,7 +97,7 @@ def _provenance(split: str, line: int, record: dict[str, Any]) -> dict[str, Any]
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write train.jsonl / valid.jsonl in ``dataset.format`` plus provenance.jsonl."""
-    answered = read_jsonl(ctx.inputs["answer"] / ANSWERS_FILE)
+    answered = read_jsonl(ctx.inputs["answer"] / Answer.ANSWERS)
     if not answered:
         raise InputError(
             "no question survived curation and answering, so there is nothing to train on: "
@@ -110,11 +106,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         )
     ds = cfg.dataset
     train, valid = split_records(answered, ds.valid_fraction, ds.split_by, ds.seed)
-    write_jsonl(ctx.work_dir / TRAIN_FILE, (format_record(r["question"], r["answer"], ds.format) for r in train))
+    write_jsonl(ctx.work_dir / Dataset.TRAIN, (format_record(r["question"], r["answer"], ds.format) for r in train))
     if valid:  # mlx-lm's loader fails on an empty file (IndexError); a missing one means "no validation"
-        write_jsonl(ctx.work_dir / VALID_FILE, (format_record(r["question"], r["answer"], ds.format) for r in valid))
+        write_jsonl(ctx.work_dir / Dataset.VALID, (format_record(r["question"], r["answer"], ds.format) for r in valid))
     provenance = [_provenance("train", i, r) for i, r in enumerate(train)] + [_provenance("valid", i, r) for i, r in enumerate(valid)]
-    write_jsonl(ctx.work_dir / PROVENANCE_FILE, provenance)
+    write_jsonl(ctx.work_dir / Dataset.PROVENANCE, provenance)
     answer_chars = [len(r["answer"]) for r in answered] or [0]
     metrics = {
         "train_size": len(train),
@@ -125,11 +121,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         "answer_chars_median": statistics.median(answer_chars),
         "answer_chars_max": max(answer_chars),
     }
-    pages = read_jsonl(ctx.inputs["ingest"] / PAGES_FILE)
-    metrics["pages_covered_share"] = draw_coverage(pages, answered, ctx.work_dir / COVERAGE_FILE)
+    pages = read_jsonl(ctx.inputs["ingest"] / Ingest.PAGES)
+    metrics["pages_covered_share"] = draw_coverage(pages, answered, ctx.work_dir / Dataset.COVERAGE)
     log.info("dataset: %d train / %d valid records (%s format)", len(train), len(valid), ds.format)
     return StageResult(
         metrics=metrics,
-        artifacts=[TRAIN_FILE, PROVENANCE_FILE, COVERAGE_FILE] + ([VALID_FILE] if valid else []),
-        datasets={"training": TRAIN_FILE, **({"validation": VALID_FILE} if valid else {})},
+        artifacts=[Dataset.TRAIN, Dataset.PROVENANCE, Dataset.COVERAGE] + ([Dataset.VALID] if valid else []),
+        datasets={"training": Dataset.TRAIN, **({"validation": Dataset.VALID} if valid else {})},
     )

@@ -19,32 +19,27 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from runner.artifacts import Answer, Dataset, Eval, Train
 from runner.cache import MANIFEST, write_text_atomic
+from runner.embeddings import embed_texts
 from runner.errors import InputError
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, response_fields, run_resumable
 from runner.metrics import fact_recall, rouge_l, token_f1
+from runner.report import draw_chart, render_report
 from runner.stage import StageContext, StageResult
-from runner.stages.answer import ANSWERS_FILE
-from runner.stages.dataset import PROVENANCE_FILE
-from runner.stages.train import adapter_gguf
-from runner.stages.index import embed_texts
 
 log = logging.getLogger(__name__)
 
-COMPARISON_FILE = "comparison.jsonl"
-SUMMARY_FILE = "eval_summary.json"
-REPORT_FILE = "report.md"
-CHART_FILE = "base_vs_tuned.png"
 ROW_METRICS = ("f1", "rougeL", "similarity", "fact_recall")
 
 
 def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, str]]]:
     """{"valid": [...], "probes": [...]}: id, question, reference answer."""
     sets: dict[str, list[dict[str, str]]] = {}
-    answers = {r["qid"]: r for r in read_jsonl(ctx.inputs["answer"] / ANSWERS_FILE)}
-    valid = [answers[p["qid"]] for p in read_jsonl(ctx.inputs["dataset"] / PROVENANCE_FILE) if p["split"] == "valid"]
+    answers = {r["qid"]: r for r in read_jsonl(ctx.inputs["answer"] / Answer.ANSWERS)}
+    valid = [answers[p["qid"]] for p in read_jsonl(ctx.inputs["dataset"] / Dataset.PROVENANCE) if p["split"] == "valid"]
     sets["valid"] = [{"id": r["qid"], "question": r["question"], "reference": r["answer"]} for r in valid]
     if cfg.eval.probes:
         path = ctx.path(cfg.eval.probes)
@@ -115,7 +110,7 @@ def loss_metrics(train_dir: Path) -> dict[str, float]:
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Answer every eval question with both models; write the comparison table, summary and report."""
     sets = load_eval_sets(cfg, ctx)
-    adapter = adapter_gguf(ctx.inputs["train"])
+    adapter = ctx.inputs["train"] / Train.ADAPTER_GGUF
     if not adapter.is_file():
         raise InputError(f"the train stage produced no GGUF adapter at {adapter}")
     llm_cfg = OmegaConf.merge(cfg.llm, {"backend": "llama_cpp", "temperature": 0.0})
@@ -141,61 +136,12 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         metrics[f"{set_name}/questions"] = len(table)
         write_jsonl(ctx.work_dir / f"comparison_{set_name}.jsonl", table)
         all_rows += table
-    write_jsonl(ctx.work_dir / COMPARISON_FILE, all_rows)
-    write_text_atomic(ctx.work_dir / SUMMARY_FILE, json.dumps(metrics, indent=2, sort_keys=True))
-    write_text_atomic(ctx.work_dir / REPORT_FILE, render_report(metrics, all_rows))
-    draw_chart(metrics, ctx.work_dir / CHART_FILE)
+    write_jsonl(ctx.work_dir / Eval.COMPARISON, all_rows)
+    write_text_atomic(ctx.work_dir / Eval.SUMMARY, json.dumps(metrics, indent=2, sort_keys=True))
+    write_text_atomic(ctx.work_dir / Eval.REPORT, render_report(metrics, all_rows))
+    draw_chart(metrics, ctx.work_dir / Eval.CHART)
     return StageResult(
         metrics=metrics,
-        artifacts=[COMPARISON_FILE, SUMMARY_FILE, REPORT_FILE, CHART_FILE],
+        artifacts=[Eval.COMPARISON, Eval.SUMMARY, Eval.REPORT, Eval.CHART],
         tables={f"eval/{name}_comparison.json": f"comparison_{name}.jsonl" for name in sets},
     )
-
-
-def summary_table(metrics: dict[str, float]) -> list[tuple[str, str, float, float, float]]:
-    """(set, metric, base, tuned, delta) rows from the flat metrics."""
-    rows = []
-    for key, base in sorted(metrics.items()):
-        if key.endswith("/base"):
-            stem = key[: -len("/base")]
-            set_name, metric = stem.split("/", 1)
-            rows.append((set_name, metric, base, metrics[f"{stem}/tuned"], metrics[f"{stem}/delta"]))
-    return rows
-
-
-def format_table(metrics: dict[str, float]) -> str:
-    lines = [f"{'set':<8} {'metric':<12} {'base':>8} {'tuned':>8} {'delta':>8}"]
-    for set_name, metric, base, tuned, delta in summary_table(metrics):
-        lines.append(f"{set_name:<8} {metric:<12} {base:>8.3f} {tuned:>8.3f} {delta:>+8.3f}")
-    return "\n".join(lines)
-
-
-def render_report(metrics: dict[str, float], rows: list[dict[str, Any]]) -> str:
-    out = ["# Base vs tuned", "", "| set | metric | base | tuned | delta |", "|---|---|---:|---:|---:|"]
-    for set_name, metric, base, tuned, delta in summary_table(metrics):
-        out.append(f"| {set_name} | {metric} | {base:.3f} | {tuned:.3f} | {delta:+.3f} |")
-    out += ["", f"![base vs tuned]({CHART_FILE})", "", "## Examples", ""]
-    for row in rows[:10]:
-        out += [f"**Q ({row['set']}):** {row['question']}", "", f"- reference: {row['reference']}", f"- base: {row['base_answer']}", f"- tuned: {row['tuned_answer']}", ""]
-    return "\n".join(out)
-
-
-def draw_chart(metrics: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in summary_table(metrics) if r[1] not in ("loss", "perplexity")]
-    labels = [f"{s}\n{m}" for s, m, *_ in rows]
-    x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
-    ax.bar(x - 0.2, [r[2] for r in rows], 0.4, label="base")
-    ax.bar(x + 0.2, [r[3] for r in rows], 0.4, label="tuned")
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylabel("score")
-    ax.set_title("Base vs tuned")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

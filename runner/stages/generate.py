@@ -23,19 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from runner.artifacts import Generate, load_chunks
 from runner.facts import answer_span, clean_sentences, extract_facts, fallback_facts
 from runner.jsonl import write_jsonl
 from runner.llm import ChatRequest, ChatResponse, create_llm
 from runner.llm.base import LLM, questions_schema
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.stage import StageContext, StageResult
-from runner.stages.chunk import load_chunks
 from runner.templates import template_questions
 
 log = logging.getLogger(__name__)
 
-ITEMS_FILE = "items.jsonl"
-INSTRUCTIONS_FILE = "instructions.jsonl"
 SAMPLE_SIZE = 20
 QUESTION_SCHEMA = {
     "type": "object",
@@ -253,7 +251,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     corpus = load_chunks(ctx.inputs["chunk"])
     chunks = select_chunks(corpus, cfg.generate.max_chunks, cfg.generate.seed)
     items = build_items(chunks, cfg)
-    items_path = ctx.work_dir / ITEMS_FILE
+    items_path = ctx.work_dir / Generate.ITEMS
     llm = create_llm(cfg.llm, cfg.model, ctx.root)
     try:
         throughput = run_items(llm, items, items_path, cfg.generate.strategy)
@@ -264,11 +262,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     raise_if_too_many_failed(errors, len(records), cfg.llm.max_error_share, "question")
     templated = template_records(chunks, corpus, cfg)
     questions += templated
-    write_jsonl(ctx.work_dir / INSTRUCTIONS_FILE, questions)
+    write_jsonl(ctx.work_dir / Generate.INSTRUCTIONS, questions)
     for q in random.Random(0).sample(questions, min(SAMPLE_SIZE, len(questions))):
         log.info("  sample question [%s p%s]: %s", q["chunk_id"], q["page"], q["question"])
     metrics = {**generation_metrics(records, questions, chunks, throughput), "template_questions": len(templated)}
-    return StageResult(metrics=metrics, artifacts=[INSTRUCTIONS_FILE, ITEMS_FILE])
+    return StageResult(metrics=metrics, artifacts=[Generate.INSTRUCTIONS, Generate.ITEMS])
 
 
 def generation_metrics(records: list[dict[str, Any]], questions: list[dict[str, Any]], chunks: list[dict[str, Any]], throughput: dict[str, float]) -> dict[str, float]:

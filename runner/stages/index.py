@@ -10,27 +10,15 @@ import logging
 import time
 from typing import Any
 
-import numpy as np
 
 from runner.cache import write_json_atomic
+from runner.artifacts import Index, load_chunks
+from runner.embeddings import embed_texts
 from runner.models import load_embedder
-from runner.retrieval import BM25_FILE, FAISS_FILE, META_FILE, tokenize
+from runner.retrieval import tokenize
 from runner.stage import StageContext, StageResult
-from runner.stages.chunk import load_chunks
 
 log = logging.getLogger(__name__)
-
-
-def embed_texts(texts: list[str], index_cfg: Any, root: Any, show_progress: bool = True) -> np.ndarray:
-    model = load_embedder(index_cfg.embedding_model, root, index_cfg.device)
-    vectors = model.encode(
-        texts,
-        batch_size=index_cfg.batch_size,
-        normalize_embeddings=index_cfg.normalize,
-        show_progress_bar=show_progress,
-        convert_to_numpy=True,
-    )
-    return np.asarray(vectors, dtype=np.float32)
 
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
@@ -45,10 +33,10 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     embed_s = time.perf_counter() - started
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
-    faiss.write_index(index, str(ctx.work_dir / FAISS_FILE))
-    write_json_atomic(ctx.work_dir / BM25_FILE, {"chunk_ids": [c["chunk_id"] for c in chunks], "tokens": [tokenize(t) for t in texts]})
+    faiss.write_index(index, str(ctx.work_dir / Index.FAISS))
+    write_json_atomic(ctx.work_dir / Index.BM25, {"chunk_ids": [c["chunk_id"] for c in chunks], "tokens": [tokenize(t) for t in texts]})
     write_json_atomic(
-        ctx.work_dir / META_FILE,
+        ctx.work_dir / Index.META,
         {
             "embedding_model": cfg.index.embedding_model,
             "dim": int(vectors.shape[1]),
@@ -62,5 +50,5 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     log.info("indexed %d chunks (dim %d), %.1f chunks/s", len(chunks), vectors.shape[1], rate)
     return StageResult(
         metrics={"chunks": len(chunks), "dim": int(vectors.shape[1]), "embed_chunks_per_s": rate},
-        artifacts=[META_FILE],
+        artifacts=[Index.META],
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from runner.artifacts import Ingest
 from runner.cache import write_json_atomic
 from runner.errors import ConfigError, InputError
 from runner.jsonl import write_jsonl
@@ -22,8 +23,6 @@ from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
-PAGES_FILE = "pages.jsonl"
-REPORT_FILE = "ingest_report.json"
 _EDGE_LINES = 2  # lines at the top and bottom of a page checked for running headers/footers
 
 
@@ -191,8 +190,8 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     if not records:
         reasons = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "no documents found"
         raise InputError(f"no usable document in ingest.documents ({reasons})")
-    write_jsonl(ctx.work_dir / PAGES_FILE, records)
-    write_json_atomic(ctx.work_dir / REPORT_FILE, {"skipped": skipped, "warnings": warnings})
+    write_jsonl(ctx.work_dir / Ingest.PAGES, records)
+    write_json_atomic(ctx.work_dir / Ingest.REPORT, {"skipped": skipped, "warnings": warnings})
     chars = sum(len(r["text"]) for r in records)
     log.info("ingested %d documents, %d pages, %d characters; skipped %d", ingested, len(records), chars, len(skipped))
     return StageResult(
@@ -203,7 +202,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "characters": chars,
             "warnings": len(warnings),
         },
-        artifacts=[REPORT_FILE],
+        artifacts=[Ingest.REPORT],
         summary={"skipped": skipped},
     )
 

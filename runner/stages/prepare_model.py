@@ -2,8 +2,8 @@
 
 With ``model.hf_path`` set, the stage only records where that folder is (no copy);
 otherwise it converts the GGUF once with transformers, de-quantized to float32.
-``model_info.json`` is the contract for later stages: read it with :func:`model_dir`
-and :func:`mlx_model_dir`, never by guessing folder names.
+``model_info.json`` is the contract for later stages: read it with :func:`runner.models.prepared_hf_dir`
+and :func:`runner.models.prepared_mlx_dir`, never by guessing folder names.
 """
 
 from __future__ import annotations
@@ -15,32 +15,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from runner.artifacts import PrepareModel
 from runner.cache import write_json_atomic
 from runner.errors import ConfigError
-from runner.models import resolve_gguf
+from runner.models import legacy_rope_keys, resolve_gguf
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
-INFO_FILE = "model_info.json"
 HF_DIR = "hf"
 MLX_DIR = "mlx"
-
-
-def model_dir(stage_dir: Path) -> Path:
-    """The Hugging Face model folder a finished ``prepare_model`` stage points at."""
-    info = read_model_info(stage_dir)
-    return _resolve(stage_dir, info["hf_dir"])
-
-
-def mlx_model_dir(stage_dir: Path) -> Optional[Path]:
-    """The MLX-quantized copy (for QLoRA), or None when ``train.quantize.bits`` was null."""
-    info = read_model_info(stage_dir)
-    return _resolve(stage_dir, info["mlx_dir"]) if info.get("mlx_dir") else None
-
-
-def read_model_info(stage_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(stage_dir) / INFO_FILE).read_text())
 
 
 def model_fingerprint(cfg: Any, root: Path) -> Any:
@@ -89,11 +73,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         info["mlx_dir"] = MLX_DIR
         info["quantize"] = {"bits": bits, "group_size": cfg.train.quantize.group_size}
 
-    write_json_atomic(ctx.work_dir / INFO_FILE, info)
+    write_json_atomic(ctx.work_dir / PrepareModel.INFO, info)
     metrics["seconds"] = time.perf_counter() - started
     if info["parameters"] is not None:
         metrics["parameters"] = float(info["parameters"])
-    return StageResult(metrics=metrics, artifacts=[INFO_FILE], summary={"hf_dir": str(hf_dir), "source": info["source"]})
+    return StageResult(metrics=metrics, artifacts=[PrepareModel.INFO], summary={"hf_dir": str(hf_dir), "source": info["source"]})
 
 
 def convert_gguf_to_hf(gguf: Path, out_dir: Path) -> float:
@@ -135,19 +119,6 @@ def add_legacy_rope_keys(config_path: Path) -> None:
     if legacy:
         config.update(legacy)
         write_json_atomic(config_path, config)
-
-
-def legacy_rope_keys(config: dict[str, Any]) -> dict[str, Any]:
-    """Top-level rope keys derived from ``rope_parameters`` that the config lacks."""
-    params = config.get("rope_parameters")
-    if not isinstance(params, dict) or "rope_theta" not in params:
-        return {}  # absent, or a per-layer-type mapping that old readers cannot use anyway
-    legacy: dict[str, Any] = {}
-    if "rope_theta" not in config:
-        legacy["rope_theta"] = params["rope_theta"]
-    if params.get("rope_type", "default") != "default" and not config.get("rope_scaling"):
-        legacy["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
-    return legacy
 
 
 def quantize_for_mlx(hf_dir: Path, out_dir: Path, bits: int, group_size: int) -> None:
@@ -193,8 +164,3 @@ def _link(link: Path, target: Path) -> None:
         os.symlink(target, link, target_is_directory=True)
     except OSError as exc:  # e.g. Windows without symlink rights
         log.debug("no symlink %s -> %s (%s)", link, target, exc)
-
-
-def _resolve(stage_dir: Path, value: str) -> Path:
-    path = Path(value)
-    return path if path.is_absolute() else Path(stage_dir) / path

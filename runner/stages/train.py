@@ -34,7 +34,7 @@ from runner.cache import hash_source
 from runner.errors import ConfigError, RunnerError
 from runner.stage import StageContext, StageResult
 from runner.stages.export import CONVERTER, mlx_adapter_to_peft, peft_adapter_to_gguf
-from runner.stages.prepare_model import mlx_model_dir, model_dir
+from runner.models import prepared_hf_dir, prepared_mlx_dir
 from runner.train_worker import CHECKPOINTS_DIR, TrainJob, run_training
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,10 @@ def build_job(cfg: Any, ctx: StageContext) -> TrainJob:
     """Translate ``cfg.train`` and the upstream folders into a :class:`TrainJob`."""
     train = cfg.train
     prepared = ctx.inputs["prepare_model"]
-    base_hf = model_dir(prepared)
+    base_hf = prepared_hf_dir(prepared)
     weights = base_hf
     if train.quantize.bits:
-        quantized = mlx_model_dir(prepared)
+        quantized = prepared_mlx_dir(prepared)
         if train.backend == "mlx":
             if quantized is None:
                 raise ConfigError("train.quantize.bits is set but prepare_model wrote no MLX-quantized copy")

@@ -25,7 +25,7 @@ from runner.llm.base import questions_schema
 from runner.models import resolve_gguf
 from runner.stage import StageContext
 from runner.stages import generate
-from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE
+from runner.artifacts import Generate
 from scripted_server import ask, free_port
 
 # the tiny_index document, one question per chunk
@@ -99,7 +99,7 @@ def _generate_through(base_url: str, index: BuiltIndex, make_cfg: Callable[..., 
     work = tmp_path / "work"
     work.mkdir()
     result = generate.run(cfg, StageContext("generate", cfg, REPO_ROOT, work, {"chunk": index.stage_dir("chunk")}))
-    return result, read_jsonl(work / INSTRUCTIONS_FILE)
+    return result, read_jsonl(work / Generate.INSTRUCTIONS)
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def test_generate_stage_through_http_on_the_real_model(tiny_index: BuiltIndex, m
         chat_server.close()
     assert len(chat_server.payloads) == 2  # two chunks, one fact and one candidate each
     assert all(p["response_format"]["type"] == "json_object" and p["response_format"]["schema"] == generate.QUESTION_SCHEMA for p in chat_server.payloads)
-    items = read_jsonl(tmp_path / "work" / ITEMS_FILE)
+    items = read_jsonl(tmp_path / "work" / Generate.ITEMS)
     assert all(i["status"] == "ok" and i["raw"].lstrip().startswith("{") for i in items)  # schema-constrained JSON
     assert result.metrics["errors"] == 0 and result.metrics["chunk_coverage"] == 1.0
     assert {q["chunk_id"] for q in questions} == {i["chunk_id"] for i in items} and len(questions) == 2

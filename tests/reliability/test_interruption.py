@@ -26,10 +26,8 @@ from conftest import RETRIEVAL_PARAGRAPHS, compose_config
 from runner.cache import MANIFEST, CacheEntry, write_json_atomic
 from runner.jsonl import read_jsonl
 from runner.pipeline import STAGES, execute_stage, stage_key
-from runner.stages.answer import ANSWERS_FILE, DROPPED_FILE, ITEMS_FILE as ANSWER_ITEMS_FILE
-from runner.stages.chunk import load_chunks
-from runner.stages.curate import CURATED_FILE
-from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE, build_items
+from runner.artifacts import Answer, Curate, Generate, load_chunks
+from runner.stages.generate import build_items
 
 ITEM = "interruption"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -265,20 +263,20 @@ def kill_scenario(tmp_path_factory: pytest.TempPathFactory, runner_cli_at) -> Ki
 
     # 1. killed while generating: at least one request done, not all
     scenario.attempts.append(
-        _kill_when(cli, overrides, work / "1-generate.log", lambda: len(_partial_lines(cache / "generate", ITEMS_FILE)) >= 1)
+        _kill_when(cli, overrides, work / "1-generate.log", lambda: len(_partial_lines(cache / "generate", Generate.ITEMS)) >= 1)
     )
     scenario.generate_partial = _partial(cache / "generate")
-    scenario.generate_before = _lines(scenario.generate_partial / ITEMS_FILE)
+    scenario.generate_before = _lines(scenario.generate_partial / Generate.ITEMS)
     (chunk_manifest,) = (cache / "chunk").glob(f"*/{MANIFEST}")
     cfg = compose_config([*overrides, f"paths.output_dir={work / 'outputs'}"])
     scenario.expected_items = [item.item_id for item in build_items(load_chunks(chunk_manifest.parent), cfg)]
 
     # 2. the same command: generation resumes, curation runs, killed while answering
     scenario.attempts.append(
-        _kill_when(cli, overrides, work / "2-answer.log", lambda: len(_partial_lines(cache / "answer", ANSWER_ITEMS_FILE)) >= 1)
+        _kill_when(cli, overrides, work / "2-answer.log", lambda: len(_partial_lines(cache / "answer", Answer.ITEMS)) >= 1)
     )
     scenario.answer_partial = _partial(cache / "answer")
-    scenario.answer_before = _lines(scenario.answer_partial / ANSWER_ITEMS_FILE)
+    scenario.answer_before = _lines(scenario.answer_partial / Answer.ITEMS)
 
     # 3. answers resume, dataset and model conversion run, killed once training wrote a whole checkpoint
     def checkpoint_written() -> bool:
@@ -310,13 +308,13 @@ def test_killed_mid_generation_resumes_without_duplicates_or_losses(kill_scenari
 
     final = s.final_dir("generate")
     assert final.name == s.generate_partial.name.removesuffix(".partial") and not s.generate_partial.exists()
-    items = read_jsonl(final / ITEMS_FILE)
+    items = read_jsonl(final / Generate.ITEMS)
     ids = [r["item_id"] for r in items]
     assert len(ids) == len(set(ids)), "an item was generated twice"
     assert sorted(ids) == sorted(expected), "an item was lost"
     assert items[: len(before)] == before  # finished work was kept, not redone
     assert all(r["status"] != "error" for r in items)
-    questions = read_jsonl(final / INSTRUCTIONS_FILE)
+    questions = read_jsonl(final / Generate.INSTRUCTIONS)
     assert len({q["qid"] for q in questions}) == len(questions)
     by_item = {r["item_id"]: r for r in items}
     for item_id in expected:
@@ -336,7 +334,7 @@ def test_killed_mid_generation_resumes_without_duplicates_or_losses(kill_scenari
 def test_killed_mid_answer_every_curated_question_is_answered_exactly_once(kill_scenario: KillScenario, reliability_report) -> None:
     s = kill_scenario
     _final_ok(s)
-    curated = read_jsonl(s.final_dir("curate") / CURATED_FILE)
+    curated = read_jsonl(s.final_dir("curate") / Curate.CURATED)
     qids = [q["qid"] for q in curated]
     assert len(qids) >= 3, "too few curated questions to kill the answer stage in its middle"
     before = s.answer_before
@@ -345,12 +343,12 @@ def test_killed_mid_answer_every_curated_question_is_answered_exactly_once(kill_
 
     final = s.final_dir("answer")
     assert final.name == s.answer_partial.name.removesuffix(".partial") and not s.answer_partial.exists()
-    items = read_jsonl(final / ANSWER_ITEMS_FILE)
+    items = read_jsonl(final / Answer.ITEMS)
     ids = [r["item_id"] for r in items]
     assert len(ids) == len(set(ids)), "a question was sent to the model twice"
     assert set(ids) == {f"{qid}-a0" for qid in qids}  # answer.grounding=off: one attempt each
     assert items[: len(before)] == before  # answers written before the kill were kept, not redone
-    answered = [r["qid"] for r in read_jsonl(final / ANSWERS_FILE) + read_jsonl(final / DROPPED_FILE)]
+    answered = [r["qid"] for r in read_jsonl(final / Answer.ANSWERS) + read_jsonl(final / Answer.DROPPED)]
     assert sorted(answered) == sorted(qids), "every curated question is answered (kept or dropped with a reason) exactly once"
 
     lost, duplicated = len(set(qids) - set(answered)), len(answered) - len(set(answered))

@@ -24,8 +24,8 @@ from runner.llm.openai_compat import OpenAICompatLLM
 from runner.pipeline import run_pipeline
 from runner.stage import StageContext
 from runner.stages import generate
-from runner.stages.chunk import load_chunks
-from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE, build_items, select_chunks
+from runner.artifacts import Generate, load_chunks
+from runner.stages.generate import build_items, select_chunks
 from scripted_server import FAST_RETRIES, ask, free_port
 
 ITEM = "LLM faults"
@@ -128,13 +128,13 @@ def test_generate_stage_fails_when_every_request_fails_then_resumes(
 ) -> None:
     with pytest.raises(LLMError, match=r"3 of 3 question requests failed \(first: HTTP 500\)") as excinfo:
         _generate_over(scripted_server, "down", tiny_index, make_cfg, tmp_path, "generate.max_chunks=3")
-    errors = read_jsonl(tmp_path / "work" / ITEMS_FILE)
-    assert [r["status"] for r in errors] == ["error"] * 3 and not (tmp_path / "work" / INSTRUCTIONS_FILE).exists()
+    errors = read_jsonl(tmp_path / "work" / Generate.ITEMS)
+    assert [r["status"] for r in errors] == ["error"] * 3 and not (tmp_path / "work" / Generate.INSTRUCTIONS).exists()
 
     # the same work folder: the failed requests are sent again
     result, _, key = _generate_over(scripted_server, "question", tiny_index, make_cfg, tmp_path, "generate.max_chunks=3")
     assert scripted_server.calls[key] == 3
-    questions = read_jsonl(tmp_path / "work" / INSTRUCTIONS_FILE)
+    questions = read_jsonl(tmp_path / "work" / Generate.INSTRUCTIONS)
     assert [q["question"] for q in questions] == ["Which port does the harbour daemon use?"] * 3
     assert result.metrics["errors"] == 0 and result.metrics["chunk_coverage"] == 1.0
     reliability_report.record(
@@ -158,7 +158,7 @@ def test_generate_stage_counts_every_fault_and_drops_nothing(
     )
     expected = {item.item_id: item for item in build_items(select_chunks(load_chunks(tiny_index.stage_dir("chunk")), None, cfg.generate.seed), cfg)}
     assert len(expected) == 6
-    records = read_jsonl(tmp_path / "work" / ITEMS_FILE)
+    records = read_jsonl(tmp_path / "work" / Generate.ITEMS)
     ids = [r["item_id"] for r in records]
     assert len(ids) == len(set(ids)) and set(ids) == set(expected)
 
@@ -180,10 +180,10 @@ def test_generate_stage_counts_every_fault_and_drops_nothing(
     assert calls == {"flaky": 2, "down": 3, "garbage": 1, "empty": 1, "badrequest": 1, "ok": 1}
     m = result.metrics
     assert (m["requests"], m["errors"], m["responses_without_question"], m["questions"]) == (6, 3, 1, 2)
-    questions = read_jsonl(tmp_path / "work" / INSTRUCTIONS_FILE)
+    questions = read_jsonl(tmp_path / "work" / Generate.INSTRUCTIONS)
     asked = {q["qid"].rsplit("-q", 1)[0] for q in questions}
     assert asked == {r["item_id"] for r in records if r["status"] == "ok"}
-    assert ITEMS_FILE in result.artifacts  # the per-request record goes to MLflow with the stage
+    assert Generate.ITEMS in result.artifacts  # the per-request record goes to MLflow with the stage
 
     lost = len(set(expected) - set(ids))
     assert lost == 0
@@ -228,7 +228,7 @@ def test_a_prompt_past_the_context_window_is_recorded_and_the_stage_goes_on(
     work = tmp_path / "work"
     work.mkdir()
     result = generate.run(cfg, StageContext("generate", cfg, REPO_ROOT, work, {"chunk": chunk_dir}))
-    records = {r["item_id"]: r for r in read_jsonl(work / ITEMS_FILE)}
+    records = {r["item_id"]: r for r in read_jsonl(work / Generate.ITEMS)}
     long_id = next(c["chunk_id"] for c in chunks if c["source"].endswith("long.md"))
     assert set(records) == {c["chunk_id"] for c in chunks}
     assert records[long_id]["status"] == "error" and "exceeds context" in records[long_id]["error"]

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from runner.pipeline import RunInfo, run_pipeline
 from runner.retrieval import HybridRetriever
-from runner.stages.index import embed_texts
+from runner.embeddings import embed_texts
 from scripted_server import FAST_RETRIES
 
 ITEM = "safety"

@@ -16,13 +16,11 @@ from runner.cache import MANIFEST
 from runner.errors import LLMError
 from runner.facts import numbers_in
 from runner.jsonl import read_jsonl, write_jsonl
-from runner.llm.base import ChatResponse
 from runner.stage import StageContext
 from runner.stages import answer
-from runner.stages.answer import ANSWERS_FILE, CHARS_PER_TOKEN, DROPPED_FILE, ITEMS_FILE, answer_reason, build_context, check_outcome, is_grounded, with_fact
-from runner.stages.chunk import load_chunks
-from runner.stages.curate import CURATED_FILE
-from runner.stages.generate import ITEMS_FILE as GENERATE_ITEMS_FILE
+from runner.artifacts import Answer, Curate, Generate, load_chunks
+from runner.facts import CHARS_PER_TOKEN
+from runner.stages.answer import answer_reason, build_context, check_outcome, is_grounded, with_fact
 
 # ---------------------------------------------------------------- context budget
 
@@ -141,7 +139,7 @@ def test_ungrounded_answers_are_regenerated_once(composed_cfg: Callable[..., Dic
     }
     retry = fake.requests[-1]
     assert len(fake.requests) == 3 and retry.seed == cfg.llm.seed + 1 and retry.temperature >= 0.7
-    assert sorted(r["item_id"] for r in read_jsonl(tmp_path / ITEMS_FILE)) == ["q-a-a0", "q-a-a1", "q-b-a0"]
+    assert sorted(r["item_id"] for r in read_jsonl(tmp_path / Answer.ITEMS)) == ["q-a-a0", "q-a-a1", "q-b-a0"]
     assert fake.closed
 
 
@@ -175,10 +173,10 @@ def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_pa
     # a question anchored on a clean fact sentence: answer.mode=extractive answers it with that sentence
     fact = "The zorblax harbour daemon listens on port 7311 and writes its quasar journal to disk every night at two."
     curated.append({**curated[0], "qid": "c00000-q1", "question": "When does the zorblax daemon write its quasar journal?", "fact": fact, "fact_is_sentence": True})
-    write_jsonl(curated_dir / CURATED_FILE, curated)
+    write_jsonl(curated_dir / Curate.CURATED, curated)
     generate_dir = tmp / "generate"
     generate_dir.mkdir()
-    write_jsonl(generate_dir / GENERATE_ITEMS_FILE, [{"item_id": cid, "chunk_id": cid} for cid in chunks])
+    write_jsonl(generate_dir / Generate.ITEMS, [{"item_id": cid, "chunk_id": cid} for cid in chunks])
     for stage_dir, seconds in ((generate_dir, 30.0), (curated_dir, 2.0)):
         (stage_dir / MANIFEST).write_text(json.dumps({"duration_s": seconds}))
     overrides = ["chunk.size=160", "chunk.overlap=0", "llm.n_ctx=1024", "answer.max_tokens=40", "llm.n_threads=1"]
@@ -188,7 +186,7 @@ def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_pa
     inputs = {"curate": curated_dir, "generate": generate_dir, "index": tiny_index.stage_dir("index"), "chunk": tiny_index.stage_dir("chunk")}
     ctx = StageContext("answer", cfg, REPO_ROOT, work, inputs)
     result = answer.run(cfg, ctx)
-    return cfg, curated, result, read_jsonl(work / ANSWERS_FILE), read_jsonl(work / DROPPED_FILE), work
+    return cfg, curated, result, read_jsonl(work / Answer.ANSWERS), read_jsonl(work / Answer.DROPPED), work
 
 
 def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_index: BuiltIndex) -> None:
@@ -218,7 +216,7 @@ def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_i
         assert record["fact"] is None or is_grounded(record["answer"], record["fact"])
     for record in dropped:
         assert record["reason"] in {"empty", "truncated", "refusal", "unsupported_value", "ungrounded", "error"}
-    items = read_jsonl(work / ITEMS_FILE)
+    items = read_jsonl(work / Answer.ITEMS)
     rag_items = {i["item_id"].rsplit("-a", 1)[0] for i in items if not i["item_id"].endswith("-check")}
     assert rag_items == {r["qid"] for r in by_source["rag"]}  # the extractive one is not answered by the model...
     assert {i["item_id"] for i in items if i["item_id"].endswith("-check")} == {"c00000-q1-check"}  # ...only checked

@@ -14,8 +14,8 @@ from runner.jsonl import write_jsonl
 from runner.models import resolve_embedding_model
 from runner.stage import StageContext
 from runner.stages import chunk
-from runner.stages.chunk import CHUNKS_FILE, load_chunks, make_splitter, split_pages
-from runner.stages.ingest import PAGES_FILE
+from runner.artifacts import Chunk, Ingest, load_chunks
+from runner.stages.chunk import make_splitter, split_pages
 
 # short sentences, so the splitter can fill the overlap with whole sentences
 SENTENCES = [f"Step {i} sets the {word} valve to {i * 7} bar." for i, word in enumerate(["red", "blue", "green", "amber"] * 25)]
@@ -93,14 +93,14 @@ def test_chunk_stage_keeps_document_and_page_of_every_chunk(
     ingest_dir, work = tmp_path / "ingest", tmp_path / "work"
     ingest_dir.mkdir()
     work.mkdir()
-    write_jsonl(ingest_dir / PAGES_FILE, pages)
+    write_jsonl(ingest_dir / Ingest.PAGES, pages)
     cfg = composed_cfg(["chunk.size=200", "chunk.overlap=40"])
     ctx = StageContext(name="chunk", cfg=cfg, root=repo_root, work_dir=work, inputs={"ingest": ingest_dir})
 
     result = chunk.run(cfg, ctx)
 
     chunks = load_chunks(work)
-    assert result.artifacts == [CHUNKS_FILE]
+    assert result.artifacts == [Chunk.CHUNKS]
     assert result.metrics["chunks"] == len(chunks)
     assert result.metrics["max_chars"] <= 200
     assert [c["chunk_id"] for c in chunks] == [f"c{i:05d}" for i in range(len(chunks))]
@@ -111,7 +111,7 @@ def test_chunk_stage_keeps_document_and_page_of_every_chunk(
         assert record["text"] in page["text"]  # never crosses a page boundary
     assert {(c["source"], c["page"]) for c in chunks} == set(by_page)
     assert chunks[-1]["text"] == "A short note about the pump."
-    assert all(json.loads(line) for line in (work / CHUNKS_FILE).read_text().splitlines())
+    assert all(json.loads(line) for line in (work / Chunk.CHUNKS).read_text().splitlines())
 
 
 def test_blank_pages_produce_no_chunks(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:

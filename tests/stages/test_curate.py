@@ -20,10 +20,9 @@ from runner.pipeline import run_pipeline
 from runner.retrieval import tokenize
 from runner.stage import StageContext
 from runner.stages import curate, generate
-from runner.stages.chunk import load_chunks
-from runner.stages.curate import CURATED_FILE, DROPPED_FILE, example_terms, first_per_fact, near_duplicates, rule_reason, words_not_in_fact
-from runner.stages.generate import INSTRUCTIONS_FILE
-from runner.stages.index import embed_texts
+from runner.artifacts import Curate, Generate, load_chunks
+from runner.embeddings import embed_texts
+from runner.stages.curate import example_terms, first_per_fact, near_duplicates, rule_reason, words_not_in_fact
 
 # Eight manual sections, one chunk each. Every one says "section", so a generic question about
 # "this section" shares a word with any of them and only retrieval can tell it is not specific.
@@ -89,7 +88,7 @@ def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory
     generated = tmp / "generate"
     generated.mkdir()
     generate.run(sections.cfg, StageContext("generate", sections.cfg, REPO_ROOT, generated, {"chunk": sections.chunk_dir}))
-    model_questions = read_jsonl(generated / INSTRUCTIONS_FILE)
+    model_questions = read_jsonl(generated / Generate.INSTRUCTIONS)
     assert model_questions, "SmolLM2 wrote no question at all"
 
     lantern, harbour, delivery = (sections.chunk_about(w) for w in ("lantern", "harbour", "deliver"))
@@ -110,13 +109,13 @@ def curated_run(sections: SectionIndex, tmp_path_factory: pytest.TempPathFactory
     }
     inputs = tmp / "generate_with_planted"
     shutil.copytree(generated, inputs)
-    write_jsonl(inputs / INSTRUCTIONS_FILE, [q for q, _ in planted.values()] + model_questions)
+    write_jsonl(inputs / Generate.INSTRUCTIONS, [q for q, _ in planted.values()] + model_questions)
 
     work = tmp / "curate"
     work.mkdir()
     ctx = StageContext("curate", sections.cfg, REPO_ROOT, work, {"generate": inputs, "index": sections.index_dir, "chunk": sections.chunk_dir})
     result = curate.run(sections.cfg, ctx)
-    return result, read_jsonl(inputs / INSTRUCTIONS_FILE), read_jsonl(work / CURATED_FILE), read_jsonl(work / DROPPED_FILE), planted
+    return result, read_jsonl(inputs / Generate.INSTRUCTIONS), read_jsonl(work / Curate.CURATED), read_jsonl(work / Curate.DROPPED), planted
 
 
 def test_every_question_is_kept_or_dropped_with_a_reason(curated_run) -> None:
@@ -131,7 +130,7 @@ def test_every_question_is_kept_or_dropped_with_a_reason(curated_run) -> None:
     for reason in {d["reason"] for d in dropped}:
         assert result.metrics[f"dropped/{reason}"] == sum(d["reason"] == reason for d in dropped)
     assert 0.0 <= result.metrics["self_hit@5_before_gate"] <= 1.0
-    assert set(result.artifacts) == {CURATED_FILE, DROPPED_FILE}
+    assert set(result.artifacts) == {Curate.CURATED, Curate.DROPPED}
 
 
 def test_planted_questions_get_their_reasons(curated_run) -> None:

@@ -14,10 +14,9 @@ from conftest import REPO_ROOT
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.models import resolve_gguf
 from runner.stage import StageContext
-from runner.stages.ingest import PAGES_FILE
+from runner.artifacts import Answer, Dataset, Ingest
 from runner.stages import dataset
-from runner.stages.answer import ANSWERS_FILE
-from runner.stages.dataset import PROVENANCE_FILE, TRAIN_FILE, VALID_FILE, format_record, split_records
+from runner.stages.dataset import format_record, split_records
 
 
 def _records(n: int, chunks: int = 10) -> list[dict[str, Any]]:
@@ -111,11 +110,11 @@ def test_format_record() -> None:
 def _run_stage(cfg: DictConfig, records: list[dict[str, Any]], tmp_path: Path) -> tuple[Any, Path]:
     answers = tmp_path / "answer"
     answers.mkdir(parents=True, exist_ok=True)
-    write_jsonl(answers / ANSWERS_FILE, records)
+    write_jsonl(answers / Answer.ANSWERS, records)
     ingest = tmp_path / "ingest"
     ingest.mkdir(parents=True, exist_ok=True)
     pages = sorted({(r["source"], r["page"]) for r in records} | {("manual.md", 9)})  # page 9: no example
-    write_jsonl(ingest / PAGES_FILE, [{"doc_id": "d001", "source": s, "page": p, "text": "..."} for s, p in pages])
+    write_jsonl(ingest / Ingest.PAGES, [{"doc_id": "d001", "source": s, "page": p, "text": "..."} for s, p in pages])
     work = tmp_path / "dataset"
     work.mkdir(parents=True, exist_ok=True)
     result = dataset.run(cfg, StageContext("dataset", cfg, REPO_ROOT, work, {"answer": answers, "ingest": ingest}))
@@ -151,14 +150,14 @@ def test_stage_writes_each_format_and_mlx_lm_loads_it(
     records = _records(20)
     result, work = _run_stage(cfg, records, tmp_path)
 
-    train, valid = read_jsonl(work / TRAIN_FILE), read_jsonl(work / VALID_FILE)
+    train, valid = read_jsonl(work / Dataset.TRAIN), read_jsonl(work / Dataset.VALID)
     assert (len(train), len(valid)) == (16, 4)  # ceil(0.2 * 20) = 4
     expected_keys = {"chat": {"messages"}, "text": {"text"}, "completions": {"prompt", "completion"}}[fmt]
     assert all(set(r) == expected_keys for r in train + valid)
 
     # provenance: line i of each split points back to the answered record written there
     by_qid = {r["qid"]: r for r in records}
-    provenance = read_jsonl(work / PROVENANCE_FILE)
+    provenance = read_jsonl(work / Dataset.PROVENANCE)
     assert Counter(p["split"] for p in provenance) == {"train": 16, "valid": 4}
     for split, rows in (("train", train), ("valid", valid)):
         for p in (p for p in provenance if p["split"] == split):
@@ -167,7 +166,7 @@ def test_stage_writes_each_format_and_mlx_lm_loads_it(
             assert (p["chunk_id"], p["page"], p["context_chunk_ids"]) == (source["chunk_id"], source["page"], source["context_chunk_ids"])
 
     assert result.metrics["train_size"] == 16 and result.metrics["valid_size"] == 4
-    assert result.datasets == {"training": TRAIN_FILE, "validation": VALID_FILE}
+    assert result.datasets == {"training": Dataset.TRAIN, "validation": Dataset.VALID}
 
     # mlx-lm's loader picks the dataset class from the keys and tokenizes every record
     mask = fmt != "text"  # mlx-lm refuses prompt masking for plain text
@@ -188,7 +187,7 @@ def test_stage_writes_each_format_and_mlx_lm_loads_it(
 
 def test_a_single_record_trains_and_mlx_lm_still_loads(composed_cfg: Callable[..., DictConfig], tmp_path: Path, tokenizer: Any) -> None:
     result, work = _run_stage(composed_cfg(), _records(1), tmp_path)
-    assert read_jsonl(work / TRAIN_FILE) and not (work / VALID_FILE).exists()  # an empty valid.jsonl breaks mlx-lm
-    assert result.metrics["valid_size"] == 0 and "validation" not in result.datasets and VALID_FILE not in result.artifacts
+    assert read_jsonl(work / Dataset.TRAIN) and not (work / Dataset.VALID).exists()  # an empty valid.jsonl breaks mlx-lm
+    assert result.metrics["valid_size"] == 0 and "validation" not in result.datasets and Dataset.VALID not in result.artifacts
     train_set, valid_set = _mlx_load(work, tokenizer, mask_prompt=True)
     assert len(train_set) == 1 and len(valid_set) == 0

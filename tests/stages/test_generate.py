@@ -14,8 +14,8 @@ from runner.facts import normalize_whitespace
 from runner.jsonl import read_jsonl
 from runner.stage import StageContext
 from runner.stages import generate
-from runner.stages.chunk import load_chunks
-from runner.stages.generate import INSTRUCTIONS_FILE, ITEMS_FILE, build_items, parse_questions, select_chunks
+from runner.artifacts import Generate, load_chunks
+from runner.stages.generate import build_items, parse_questions, select_chunks
 
 # The tiny_index document with small model settings: one fact and one candidate per chunk, short replies.
 # Spelled out rather than debug=tiny, whose values may change. One thread: on two shared cores
@@ -142,7 +142,7 @@ def test_every_selected_chunk_gets_a_question_with_its_provenance(fact_run, tiny
     chunks = load_chunks(tiny_index.stage_dir("chunk"))
     selected = select_chunks(chunks, cfg.generate.max_chunks, cfg.generate.seed)
     by_id = {c["chunk_id"]: c for c in chunks}
-    questions = read_jsonl(work / INSTRUCTIONS_FILE)
+    questions = read_jsonl(work / Generate.INSTRUCTIONS)
 
     assert len(selected) == 3
     assert {q["chunk_id"] for q in questions} == {c["chunk_id"] for c in selected}
@@ -155,7 +155,7 @@ def test_every_selected_chunk_gets_a_question_with_its_provenance(fact_run, tiny
         assert 10 <= len(q["question"]) <= 200, q  # the JSON schema's bounds
         assert q["qid"].startswith(f"{q['chunk_id']}-f0-k0-q")
 
-    items = read_jsonl(work / ITEMS_FILE)
+    items = read_jsonl(work / Generate.ITEMS)
     assert sorted(i["item_id"] for i in items) == sorted(i.item_id for i in build_items(selected, cfg))
     assert all(i["status"] == "ok" and i["completion_tokens"] > 0 and i["prompt_tokens"] > 0 for i in items)
     assert result.metrics["chunk_coverage"] == 1.0
@@ -163,7 +163,7 @@ def test_every_selected_chunk_gets_a_question_with_its_provenance(fact_run, tiny
     assert result.metrics["questions"] == len(questions)
     assert result.metrics["errors"] == 0
     assert result.metrics["tokens_per_s"] > 0
-    assert set(result.artifacts) == {INSTRUCTIONS_FILE, ITEMS_FILE}
+    assert set(result.artifacts) == {Generate.INSTRUCTIONS, Generate.ITEMS}
 
 
 def test_free_strategy_runs_one_request_per_chunk(
@@ -173,14 +173,14 @@ def test_free_strategy_runs_one_request_per_chunk(
     result = run_generate(cfg, tiny_index.stage_dir("chunk"), tmp_path / "work")
 
     selected = select_chunks(load_chunks(tiny_index.stage_dir("chunk")), 2, cfg.generate.seed)
-    items = read_jsonl(tmp_path / "work" / ITEMS_FILE)
+    items = read_jsonl(tmp_path / "work" / Generate.ITEMS)
     assert sorted(i["item_id"] for i in items) == [c["chunk_id"] for c in selected]
     for item in items:
         assert item["strategy"] == "free" and item["fact"] is None
         assert item["status"] in ("ok", "no_question") and item["error"] is None
         assert item["raw"].lstrip().startswith("{")  # grammar-constrained JSON, possibly cut at max_tokens
         assert 0 < item["completion_tokens"] <= cfg.llm.max_tokens * cfg.generate.questions_per_chunk
-    questions = read_jsonl(tmp_path / "work" / INSTRUCTIONS_FILE)
+    questions = read_jsonl(tmp_path / "work" / Generate.INSTRUCTIONS)
     assert all(q["strategy"] == "free" and q["fact"] is None and q["chunk_id"] in {c["chunk_id"] for c in selected} for q in questions)
     assert result.metrics["requests"] == 2
     assert result.metrics["questions"] == len(questions)

@@ -10,9 +10,9 @@ import numpy as np
 
 from conftest import RETRIEVAL_PARAGRAPHS, BuiltIndex
 from runner.cache import MANIFEST
-from runner.retrieval import BM25_FILE, FAISS_FILE, META_FILE, tokenize
-from runner.stages.chunk import load_chunks
-from runner.stages.index import embed_texts
+from runner.artifacts import Index, load_chunks
+from runner.embeddings import embed_texts
+from runner.retrieval import tokenize
 
 
 def _looks_pickled(path: Path) -> bool:
@@ -24,35 +24,35 @@ def _looks_pickled(path: Path) -> bool:
 def test_stage_folder_holds_faiss_json_and_no_pickle(tiny_index: BuiltIndex) -> None:
     index_dir = tiny_index.stage_dir("index")
     names = sorted(p.name for p in index_dir.iterdir())
-    assert names == sorted([FAISS_FILE, BM25_FILE, META_FILE, MANIFEST])
+    assert names == sorted([Index.FAISS, Index.BM25, Index.META, MANIFEST])
     for path in index_dir.rglob("*"):
         assert path.suffix not in {".pkl", ".pickle", ".joblib"}
         assert not _looks_pickled(path), path
-    for name in (BM25_FILE, META_FILE, MANIFEST):
+    for name in (Index.BM25, Index.META, MANIFEST):
         json.loads((index_dir / name).read_text())
 
 
 def test_faiss_index_reads_back_with_one_normalized_row_per_chunk(tiny_index: BuiltIndex) -> None:
     chunks = load_chunks(tiny_index.stage_dir("chunk"))
     assert len(chunks) == len(RETRIEVAL_PARAGRAPHS)
-    index = faiss.read_index(str(tiny_index.stage_dir("index") / FAISS_FILE))
+    index = faiss.read_index(str(tiny_index.stage_dir("index") / Index.FAISS))
     assert isinstance(index, faiss.IndexFlatIP)
     assert index.ntotal == len(chunks)
     vectors = index.reconstruct_n(0, index.ntotal)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
-    meta = json.loads((tiny_index.stage_dir("index") / META_FILE).read_text())
+    meta = json.loads((tiny_index.stage_dir("index") / Index.META).read_text())
     assert meta["count"] == len(chunks) and meta["dim"] == index.d == 384
     assert meta["embedding_model"] == tiny_index.cfg.index.embedding_model
 
 
 def test_faiss_rows_and_bm25_corpus_follow_chunk_order(tiny_index: BuiltIndex) -> None:
     chunks = load_chunks(tiny_index.stage_dir("chunk"))
-    corpus = json.loads((tiny_index.stage_dir("index") / BM25_FILE).read_text())
+    corpus = json.loads((tiny_index.stage_dir("index") / Index.BM25).read_text())
     assert corpus["chunk_ids"] == [c["chunk_id"] for c in chunks]
     assert corpus["tokens"] == [tokenize(c["text"]) for c in chunks]
 
-    index = faiss.read_index(str(tiny_index.stage_dir("index") / FAISS_FILE))
+    index = faiss.read_index(str(tiny_index.stage_dir("index") / Index.FAISS))
     fresh = embed_texts([chunks[3]["text"]], tiny_index.cfg.index, tiny_index.cfg.paths.root, show_progress=False)
     np.testing.assert_allclose(index.reconstruct(3), fresh[0], atol=1e-4)
 

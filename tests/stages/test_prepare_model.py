@@ -15,7 +15,8 @@ from runner.models import resolve_gguf
 from runner.schema import RunConfig
 from runner.stage import StageContext
 from runner.stages import prepare_model
-from runner.stages.prepare_model import INFO_FILE, legacy_rope_keys, mlx_model_dir, model_dir
+from runner.artifacts import PrepareModel
+from runner.models import legacy_rope_keys, prepared_hf_dir as model_dir, prepared_mlx_dir as mlx_model_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,7 +48,7 @@ def prepare_smollm2(base: Path) -> tuple[Path, Any]:
         pytest.skip(str(exc))
     stage_dir = base / "prepare_model_smollm2"
     with FileLock(str(base / "prepare_model_smollm2.lock")):
-        if (stage_dir / INFO_FILE).is_file():
+        if (stage_dir / PrepareModel.INFO).is_file():
             return stage_dir, None
         result = prepare_model.run(tiny_config(), stage_context(tiny_config(), stage_dir))
         return stage_dir, result
@@ -67,12 +68,12 @@ def test_gguf_converts_to_a_float32_hf_folder_with_legacy_rope_keys(converted: t
     assert config["model_type"] == "llama" and "quantization_config" not in config
     assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] == 100000.0  # not mlx-lm's default 10000
 
-    info = json.loads((stage_dir / INFO_FILE).read_text())
+    info = json.loads((stage_dir / PrepareModel.INFO).read_text())
     assert info["source"] == "gguf" and info["num_layers"] == 30
     assert 130e6 < info["parameters"] < 140e6
     assert mlx_model_dir(stage_dir) is None
     if result is not None:  # this module did the conversion
-        assert result.artifacts == [INFO_FILE]
+        assert result.artifacts == [PrepareModel.INFO]
         assert result.metrics["seconds"] > 0 and result.metrics["parameters"] == info["parameters"]
 
 
@@ -92,7 +93,7 @@ def test_hf_path_is_referenced_not_copied(converted: tuple[Path, Any], tmp_path:
     assert model_dir(stage_dir) == source.resolve()
     copied = sum(p.stat().st_size for p in stage_dir.iterdir() if p.is_file() and not p.is_symlink())
     assert copied < 100_000  # model_info.json only; "hf" is at most a symlink
-    assert result.metrics["parameters"] == json.loads((converted[0] / INFO_FILE).read_text())["parameters"]
+    assert result.metrics["parameters"] == json.loads((converted[0] / PrepareModel.INFO).read_text())["parameters"]
     assert result.metrics["seconds"] < 10
 
 
@@ -106,7 +107,7 @@ def test_quantize_bits_writes_an_mlx_copy(converted: tuple[Path, Any], tmp_path:
     config = json.loads((quantized / "config.json").read_text())
     assert config["quantization"]["bits"] == 4 and config["quantization"]["group_size"] == 64
     assert config["rope_theta"] == 100000.0
-    info = json.loads((stage_dir / INFO_FILE).read_text())
+    info = json.loads((stage_dir / PrepareModel.INFO).read_text())
     assert info["quantize"] == {"bits": 4, "group_size": 64}
 
 

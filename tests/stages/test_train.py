@@ -17,7 +17,7 @@ from runner.jsonl import write_jsonl
 from runner.models import resolve_gguf
 from runner.stages import train
 from runner.stages.export import mlx_adapter_to_peft
-from runner.stages.prepare_model import model_dir
+from runner.models import prepared_hf_dir as model_dir
 from runner.train_worker import _lr_factor, _match_targets, TrainJob
 from test_prepare_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config
 
