@@ -36,6 +36,19 @@ def hash_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def hash_file_remembered(path: Path, memo_dir: Path) -> str:
+    """``hash_file`` of a possibly large file (a model), remembered per path, size and mtime in
+    ``memo_dir`` so that a multi-GB file is read once, not at every run."""
+    stat = path.stat()
+    memo = memo_dir / f"{hash_json([str(path.resolve()), stat.st_size, stat.st_mtime_ns])}.sha256"
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hash_file(path)
+    memo_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(memo, digest)
+    return digest
+
+
 def hash_source(path: str | Path) -> str:
     """Short content hash of a code file, for cache keys."""
     return hash_file(Path(path))[:16]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Optional
 
 from runner.artifacts import PrepareModel
 from runner.errors import ConfigError
+from runner.paths import resolve_path
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -22,9 +24,8 @@ EMBEDDED_EMBEDDINGS = {
 }
 
 
-def _resolve_path(value: str, root: Path, key: str) -> Path:
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else root / path
+def _existing_path(value: str, root: Path, key: str) -> Path:
+    path = resolve_path(value, root)
     if not path.exists():
         raise ConfigError(f"{key}={value!r} does not exist (looked for {path})")
     return path
@@ -33,7 +34,7 @@ def _resolve_path(value: str, root: Path, key: str) -> Path:
 def resolve_gguf(spec: str, root: Path, key: str = "model.gguf_path") -> Path:
     """Path of a GGUF file from ``embedded:<name>`` or a file path."""
     if not spec.startswith(EMBEDDED_PREFIX):
-        return _resolve_path(spec, root, key)
+        return _existing_path(spec, root, key)
     name = spec[len(EMBEDDED_PREFIX):]
     if name not in EMBEDDED_GGUF:
         raise ConfigError(f"{key}={spec!r} is invalid: embedded models are {', '.join(EMBEDDED_GGUF)}")
@@ -47,11 +48,30 @@ def resolve_gguf(spec: str, root: Path, key: str = "model.gguf_path") -> Path:
     return path
 
 
+def model_identity(spec: str, root: Path, memo_dir: Path) -> list[Any]:
+    """What a model reference is, wherever it lives (for cache keys): an embedded model by its package
+    and version, a user's file or folder by the content hashes of its files."""
+    from runner.cache import hash_file_remembered
+
+    if spec.startswith(EMBEDDED_PREFIX):
+        name = spec[len(EMBEDDED_PREFIX):]
+        package = (EMBEDDED_GGUF.get(name) or EMBEDDED_EMBEDDINGS.get(name) or (name,))[0]
+        try:
+            version = importlib.metadata.version(package.replace("_", "-"))
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        return [spec, version]
+    path = _existing_path(spec, root, "model")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return [[str(p.relative_to(path)), hash_file_remembered(p, memo_dir)] for p in files]
+    return [hash_file_remembered(path, memo_dir)]
+
+
 def resolve_embedding_model(spec: str, root: Path, key: str = "index.embedding_model") -> str:
     """Folder (or hub id, when the user supplies one and has it cached) of a sentence-transformers model."""
     if not spec.startswith(EMBEDDED_PREFIX):
-        candidate = Path(spec).expanduser()
-        candidate = candidate if candidate.is_absolute() else root / candidate
+        candidate = resolve_path(spec, root)
         return str(candidate) if candidate.exists() else spec
     name = spec[len(EMBEDDED_PREFIX):]
     if name not in EMBEDDED_EMBEDDINGS:

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner import tracking
 from runner.cache import CacheEntry, hash_file, hash_json, hash_source
-from runner.errors import ConfigError, RunnerError, TrackingError
+from runner.errors import ConfigError, RunnerError
+from runner.paths import resolve_path
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,16 @@ def _tokenizer_fingerprint(cfg: DictConfig, root: Path) -> Any:
     return cfg.index.embedding_model if cfg.chunk.unit == "tokens" else None
 
 
-def _gguf_fingerprint(cfg: DictConfig, root: Path) -> Any:
-    """Size and mtime of the GGUF (a replaced file or an upgraded model package changes the replies)."""
-    from runner.models import resolve_gguf
+def _memo_dir(cfg: DictConfig, root: Path) -> Path:
+    return resolve_path(cfg.paths.cache_dir, root) / "fingerprints"
 
-    path = resolve_gguf(cfg.model.gguf_path, root)
-    return [path.stat().st_size, path.stat().st_mtime_ns]
+
+def _gguf_fingerprint(cfg: DictConfig, root: Path) -> Any:
+    """The GGUF's identity, not its location: a replaced file or an upgraded model package changes the
+    replies, the same model reached through another path does not."""
+    from runner.models import model_identity
+
+    return model_identity(cfg.model.gguf_path, root, _memo_dir(cfg, root))
 
 
 def _local_llm_fingerprint(cfg: DictConfig, root: Path) -> Any:
@@ -66,9 +71,11 @@ def _local_llm_fingerprint(cfg: DictConfig, root: Path) -> Any:
 
 
 def _model_fingerprint(cfg: DictConfig, root: Path) -> Any:
-    from runner.stages.prepare_model import model_fingerprint
+    """The training weights' source: the user's Hugging Face folder, else the GGUF converted from."""
+    from runner.models import model_identity
 
-    return model_fingerprint(cfg, root)
+    spec = cfg.model.hf_path or cfg.model.gguf_path
+    return model_identity(spec, root, _memo_dir(cfg, root))
 
 
 def _train_code_fingerprint(cfg: DictConfig, root: Path) -> Any:
@@ -80,14 +87,12 @@ def _train_code_fingerprint(cfg: DictConfig, root: Path) -> Any:
 def _probes_fingerprint(cfg: DictConfig, root: Path) -> Any:
     if not cfg.eval.probes:
         return None
-    path = Path(cfg.eval.probes).expanduser()
-    path = path if path.is_absolute() else root / path
+    path = resolve_path(cfg.eval.probes, root)
     return hash_file(path) if path.is_file() else None
 
 
 # what changes a model's replies (speed knobs such as parallel, n_threads, n_batch and retries do not)
 _LLM_OUTPUT = (
-    "model.gguf_path",
     "model.chat_format",
     "llm.backend",
     "llm.n_ctx",
@@ -137,7 +142,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "prepare_model",
         "runner.stages.prepare_model",
-        ("model.gguf_path", "model.hf_path", "train.quantize"),
+        ("train.quantize",),
         fingerprint=_model_fingerprint,
     ),
     StageSpec(
@@ -151,7 +156,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "eval",
         "runner.stages.evaluate",
-        ("eval.probes", "eval.max_tokens", "eval.max_questions", "model.gguf_path", "model.chat_format", "llm.n_ctx", "index.embedding_model"),
+        ("eval.probes", "eval.max_tokens", "eval.max_questions", "model.chat_format", "llm.n_ctx", "index.embedding_model"),
         ("answer", "dataset", "train"),
         fingerprint=lambda cfg, root: [_probes_fingerprint(cfg, root), _gguf_fingerprint(cfg, root)],
         code=("runner.metrics", "runner.facts", *_LLM_CODE),
@@ -265,8 +270,7 @@ def preflight(cfg: DictConfig, root: Path) -> None:
     if not Path(embedding).exists():
         raise ConfigError(f"index.embedding_model={cfg.index.embedding_model!r} is not a local folder (no model hub is used)")
     if cfg.model.hf_path:
-        hf = Path(cfg.model.hf_path).expanduser()
-        hf = hf if hf.is_absolute() else root / hf
+        hf = resolve_path(cfg.model.hf_path, root)
         if not (hf / "config.json").is_file():
             raise ConfigError(f"model.hf_path={cfg.model.hf_path!r} is not a Hugging Face model folder (no config.json in {hf})")
     if cfg.eval.probes and not _probes_fingerprint(cfg, root):
@@ -285,19 +289,8 @@ class RunInfo:
 
 
 def open_tracker(cfg: DictConfig, root: Path) -> Optional[tracking.Tracker]:
-    mlruns = root / cfg.paths.mlruns_dir
-    uri = tracking.resolve_tracking_uri(cfg.tracking.uri, mlruns)
-    try:
-        tracking.check_server(uri)
-    except TrackingError:
-        if cfg.tracking.required:
-            raise
-        local = tracking.default_tracking_uri(mlruns)
-        log.warning("MLflow server %s unreachable; tracking.required=false, logging to %s", uri, local)
-        uri = local
-    if uri.startswith("sqlite"):
-        mlruns.mkdir(parents=True, exist_ok=True)
-    return tracking.Tracker(uri, cfg.tracking.experiment, artifact_root=mlruns / "artifacts")
+    uri = tracking.resolve_tracking_uri(cfg)
+    return tracking.Tracker(uri, cfg.tracking.experiment, artifact_root=tracking.mlruns_dir(cfg) / "artifacts")
 
 
 def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from typing import Any, Callable, Optional
 
 from omegaconf import DictConfig
 
+from runner.paths import resolve_path
+
 
 @dataclass
 class StageResult:
@@ -35,5 +37,4 @@ class StageContext:
 
     def path(self, value: str | Path) -> Path:
         """Resolve a user path against the project root."""
-        candidate = Path(value).expanduser()
-        return candidate if candidate.is_absolute() else (self.root / candidate)
+        return resolve_path(value, self.root)

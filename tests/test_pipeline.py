@@ -155,3 +155,19 @@ def test_cli_runs_the_pipeline_and_logs_the_resolved_config(
     assert {"config/config.yaml", "config/overrides.yaml"} <= logged
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
     assert list((tmp_path / "outputs" / "cache" / "ingest").glob("*/pages.jsonl"))
+
+
+def test_stage_keys_do_not_depend_on_where_the_model_lives(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """The same model reached through another path (a symlinked or moved folder) keeps its cache."""
+    from runner.pipeline import STAGES, stage_key
+
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "m.gguf").write_bytes(b"GGUF" + bytes(64))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.symlink_to(project, target_is_directory=True)
+    keys = {}
+    for root in (project, elsewhere):
+        cfg = composed_cfg([f"model.gguf_path={root / 'models' / 'm.gguf'}"])
+        keys[root] = {spec.name: stage_key(spec, cfg, root, {}) for spec in STAGES if spec.name in ("prepare_model", "generate", "eval")}
+    assert keys[project] == keys[elsewhere]

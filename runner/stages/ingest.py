@@ -2,6 +2,9 @@
 
 Bad documents (corrupt, encrypted without password, text-less, empty, unsupported)
 are reported by name and skipped; the run stops only when nothing usable is left.
+Text is cleaned the same way for every document (NFKC; in PDFs, words hyphenated
+across lines joined) and each page carries the section headings in force on it.
+PDF reading is in runner/pdf_text.py and runner/pdf_headings.py.
 """
 
 from __future__ import annotations
@@ -9,17 +12,22 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from tqdm import tqdm
 
 from runner.artifacts import Ingest
 from runner.cache import write_json_atomic
 from runner.errors import ConfigError, InputError
+from runner.headings import SourceHeading, markdown_headings, page_headings
 from runner.jsonl import write_jsonl
+from runner.paths import resolve_path
+from runner.pdf_headings import read_pdf_headings
+from runner.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
 from runner.stage import StageContext, StageResult
+from runner.text_clean import join_hyphenated_breaks, normalize_unicode
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,15 @@ class Page:
     text: str
 
 
+@dataclass
+class LoadedDocument:
+    pages: list[Page]
+    warnings: list[str] = field(default_factory=list)
+    skipped_pages: list[tuple[int, str]] = field(default_factory=list)  # (page, reason)
+    extraction: Optional[dict[str, Any]] = None  # PDFs: the extractor chosen and the detector's numbers
+    headings: dict[int, dict[str, Any]] = field(default_factory=dict)  # page -> heading_path, headings
+
+
 class DocumentSkipped(Exception):
     """A document cannot be used; the message says why."""
 
@@ -43,8 +60,7 @@ def discover_documents(ingest_cfg: Any, root: Path) -> tuple[list[Path], list[tu
     files: list[Path] = []
     unsupported: list[tuple[str, str]] = []
     for entry in ingest_cfg.documents:
-        path = Path(entry).expanduser()
-        path = path if path.is_absolute() else root / path
+        path = resolve_path(entry, root)
         if not path.exists():
             raise ConfigError(f"ingest.documents entry {entry!r} does not exist (looked for {path})")
         candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -56,41 +72,6 @@ def discover_documents(ingest_cfg: Any, root: Path) -> tuple[list[Path], list[tu
             else:
                 unsupported.append((str(candidate), f"unsupported extension {candidate.suffix or '(none)'}"))
     return files, unsupported
-
-
-def read_pdf(path: Path, password: str | None, min_chars_per_page: int) -> list[Page]:
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
-
-    try:
-        reader = PdfReader(str(path))
-        if reader.is_encrypted:
-            # many PDFs are "encrypted" with an empty user password: try it before asking for one
-            if not reader.decrypt(password or ""):
-                hint = "wrong ingest.pdf_password" if password else "set ingest.pdf_password"
-                raise DocumentSkipped(f"encrypted PDF ({hint})")
-        texts = [page.extract_text() or "" for page in reader.pages]
-    except DocumentSkipped:
-        raise
-    except FileNotDecryptedError:
-        raise DocumentSkipped("encrypted PDF (set ingest.pdf_password)") from None
-    except (
-        PyPdfError,  # PdfReadError, PdfStreamError, LimitReachedError (reference loops), ...
-        DependencyError,  # e.g. AES encryption without the cryptography package
-        ValueError,
-        KeyError,
-        TypeError,
-        AttributeError,
-        IndexError,
-        NotImplementedError,  # a damaged /Filter name
-        RecursionError,
-    ) as exc:
-        raise DocumentSkipped(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
-    if not texts:
-        raise DocumentSkipped("PDF has no pages")
-    if all(len(text.strip()) < min_chars_per_page for text in texts):
-        raise DocumentSkipped("no extractable text (image-only or scanned PDF? run OCR first)")
-    return [Page(str(path), number, text) for number, text in enumerate(texts, start=1)]
 
 
 def read_text(path: Path) -> tuple[list[Page], str | None]:
@@ -137,61 +118,113 @@ def _drop_edge_lines(lines: list[str], repeated: set[str]) -> list[str]:
     return [line for i, line in enumerate(lines) if not (i in edge_ids and _edge_signature(line) in repeated)]
 
 
-def load_document(path: Path, ingest_cfg: Any) -> tuple[list[Page], list[str]]:
-    """Read one document; return its pages and warnings, or raise DocumentSkipped."""
+def read_pdf(path: Path, ingest_cfg: Any) -> tuple[list[Page], PdfText]:
+    rule = SpacingRule(ingest_cfg.spacing_max_word_letters, ingest_cfg.spacing_max_long_share)
+    try:
+        pdf = read_pdf_text(path, ingest_cfg.pdf_password, ingest_cfg.pdf_extractor, rule)
+    except PdfUnreadable as exc:
+        raise DocumentSkipped(str(exc)) from None
+    if not pdf.texts:
+        raise DocumentSkipped("PDF has no pages")
+    if all(len(text.strip()) < ingest_cfg.min_chars_per_page for text in pdf.texts):
+        raise DocumentSkipped("no extractable text (image-only or scanned PDF? run OCR first)")
+    return [Page(str(path), number, normalize_unicode(text)) for number, text in enumerate(pdf.texts, start=1)], pdf
+
+
+def load_document(path: Path, ingest_cfg: Any) -> LoadedDocument:
+    """Read and clean one document: its pages, warnings, left-out pages and headings; or raise DocumentSkipped."""
     if path.stat().st_size == 0:
         raise DocumentSkipped("empty file (0 bytes)")
-    warnings: list[str] = []
     if path.suffix.lower() == ".pdf":
-        pages = read_pdf(path, ingest_cfg.pdf_password, ingest_cfg.min_chars_per_page)
-        empty = sum(len(p.text.strip()) < ingest_cfg.min_chars_per_page for p in pages)
-        if empty:
-            warnings.append(f"{empty} of {len(pages)} pages have no extractable text")
-    else:
-        pages, warning = read_text(path)
-        if warning:
-            warnings.append(warning)
-        if not pages[0].text.strip():
-            raise DocumentSkipped("no text (only whitespace)")
-    if ingest_cfg.strip_repeated_lines:
-        pages, removed = strip_repeated_lines(pages, ingest_cfg.repeated_line_min_fraction)
-        if removed:
-            log.info("%s: removed repeated header/footer lines %s", path.name, removed)
-    return pages, warnings
+        return _load_pdf(path, ingest_cfg)
+    pages, warning = read_text(path)
+    if not pages[0].text.strip():
+        raise DocumentSkipped("no text (only whitespace)")
+    pages = [Page(p.source, p.page, normalize_unicode(p.text)) for p in pages]
+    doc = LoadedDocument(_strip_running_lines(path, pages, ingest_cfg), [warning] if warning else [])
+    headings = [h for page in doc.pages for h in markdown_headings(page.text, page.page)]
+    doc.headings = page_headings([(p.page, p.text) for p in doc.pages], headings, keep_unlocated=True)
+    return doc
+
+
+def _load_pdf(path: Path, ingest_cfg: Any) -> LoadedDocument:
+    pages, pdf = read_pdf(path, ingest_cfg)
+    log.info("%s: %s, %s (detector: %s)", path.name, pdf.extractor, pdf.choice.get("reason"), _detector_numbers(pdf.choice))
+    doc = LoadedDocument(pages, extraction={"file": str(path), **pdf.choice})
+    empty = sum(len(p.text.strip()) < ingest_cfg.min_chars_per_page for p in pages)
+    if empty:
+        doc.warnings.append(f"{empty} of {len(pages)} pages have no extractable text")
+    pages = _strip_running_lines(path, pages, ingest_cfg)
+    texts = join_hyphenated_breaks([p.text for p in pages])
+    pages = [Page(p.source, p.page, text) for p, text in zip(pages, texts)]
+    if pdf.unspaced_pages:
+        reason = f"no word spacing after {pdf.extractor} (ingest.spacing_max_long_share={ingest_cfg.spacing_max_long_share})"
+        doc.skipped_pages = [(number, reason) for number in pdf.unspaced_pages]
+        doc.warnings.append(f"{len(pdf.unspaced_pages)} of {len(pages)} pages left out: {reason}; pages {_page_list(pdf.unspaced_pages)}")
+        pages = [p for p in pages if p.page not in set(pdf.unspaced_pages)]
+        if not any(p.text.strip() for p in pages):
+            raise DocumentSkipped(f"every page with text lost its word spacing ({pdf.choice.get('reason')})")
+    raw, source = read_pdf_headings(path, ingest_cfg.pdf_password, ingest_cfg.heading_min_font_ratio)
+    headings = [SourceHeading(h.page, h.level, normalize_unicode(h.title)) for h in raw]
+    # an outline names real sections even where the text does not show the title; a layout line must be there
+    doc.headings = page_headings([(p.page, p.text) for p in pages], headings, keep_unlocated=source == "outline")
+    doc.extraction["headings"] = source
+    doc.pages = pages
+    return doc
+
+
+def _strip_running_lines(path: Path, pages: list[Page], ingest_cfg: Any) -> list[Page]:
+    if not ingest_cfg.strip_repeated_lines:
+        return pages
+    pages, removed = strip_repeated_lines(pages, ingest_cfg.repeated_line_min_fraction)
+    if removed:
+        log.info("%s: removed repeated header/footer lines %s", path.name, removed)
+    return pages
+
+
+def _detector_numbers(choice: dict[str, Any]) -> str:
+    unspaced = choice.get("unspaced_pages", {})
+    judged = choice.get("pages_judged")
+    return ", ".join(f"{name} {count} of {judged} judged pages unspaced" for name, count in unspaced.items()) or "not run"
+
+
+def _page_list(numbers: list[int], shown: int = 20) -> str:
+    listed = ", ".join(map(str, numbers[:shown]))
+    return listed + (f" and {len(numbers) - shown} more" if len(numbers) > shown else "")
 
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
-    """Read every configured document into ``pages.jsonl``; skip bad ones with a reason."""
+    """Read every configured document into ``pages.jsonl``; skip bad ones (and unreadable pages) with a reason."""
     files, unsupported = discover_documents(cfg.ingest, ctx.root)
     skipped = [{"file": name, "reason": reason} for name, reason in unsupported]
     for item in skipped:
         log.warning("skipping %s: %s", item["file"], item["reason"])
     records: list[dict[str, Any]] = []
     warnings: list[dict[str, str]] = []
+    skipped_pages: list[dict[str, Any]] = []
+    extraction: list[dict[str, Any]] = []
     ingested = 0
     for path in tqdm(files, desc="ingest", unit="doc"):
         try:
-            pages, doc_warnings = load_document(path, cfg.ingest)
+            doc = load_document(path, cfg.ingest)
         except DocumentSkipped as exc:
             log.warning("skipping %s: %s", path, exc)
             skipped.append({"file": str(path), "reason": str(exc)})
             continue
-        for warning in doc_warnings:
+        for warning in doc.warnings:
             log.warning("%s: %s", path, warning)
             warnings.append({"file": str(path), "warning": warning})
+        skipped_pages.extend({"file": str(path), "page": number, "reason": reason} for number, reason in doc.skipped_pages)
+        if doc.extraction:
+            extraction.append(doc.extraction)
         ingested += 1
-        doc_id = f"d{ingested:03d}"
-        rel_source = _relative(path, ctx.root)
-        records.extend(
-            {"doc_id": doc_id, "source": rel_source, "page": p.page, "text": p.text}
-            for p in pages
-            if p.text.strip()
-        )
+        records.extend(_page_records(doc, f"d{ingested:03d}", _relative(path, ctx.root)))
     if not records:
         reasons = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "no documents found"
         raise InputError(f"no usable document in ingest.documents ({reasons})")
     write_jsonl(ctx.work_dir / Ingest.PAGES, records)
-    write_json_atomic(ctx.work_dir / Ingest.REPORT, {"skipped": skipped, "warnings": warnings})
+    report = {"skipped": skipped, "warnings": warnings, "skipped_pages": skipped_pages, "extraction": extraction}
+    write_json_atomic(ctx.work_dir / Ingest.REPORT, report)
     chars = sum(len(r["text"]) for r in records)
     log.info("ingested %d documents, %d pages, %d characters; skipped %d", ingested, len(records), chars, len(skipped))
     return StageResult(
@@ -199,12 +232,23 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "documents": ingested,
             "documents_skipped": len(skipped),
             "pages": len(records),
+            "pages_skipped": len(skipped_pages),
             "characters": chars,
             "warnings": len(warnings),
+            "pdf_fallback_documents": sum(e["extractor"] != PYPDF for e in extraction),
         },
         artifacts=[Ingest.REPORT],
         summary={"skipped": skipped},
     )
+
+
+def _page_records(doc: LoadedDocument, doc_id: str, source: str) -> list[dict[str, Any]]:
+    no_headings = {"heading_path": [], "headings": []}
+    return [
+        {"doc_id": doc_id, "source": source, "page": p.page, "text": p.text, **doc.headings.get(p.page, no_headings)}
+        for p in doc.pages
+        if p.text.strip()
+    ]
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -19,22 +19,13 @@ from runner.artifacts import PrepareModel
 from runner.cache import write_json_atomic
 from runner.errors import ConfigError
 from runner.models import legacy_rope_keys, resolve_gguf
+from runner.paths import resolve_path
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
 HF_DIR = "hf"
 MLX_DIR = "mlx"
-
-
-def model_fingerprint(cfg: Any, root: Path) -> Any:
-    """Cheap identity of the source model files (path, size, mtime), for the stage cache key."""
-    if cfg.model.hf_path:
-        folder = _user_hf_dir(cfg.model.hf_path, root)
-        files = sorted(p for p in folder.iterdir() if p.is_file())
-    else:
-        files = [resolve_gguf(cfg.model.gguf_path, root)]
-    return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
@@ -149,8 +140,7 @@ def count_parameters(folder: Path) -> Optional[int]:
 
 
 def _user_hf_dir(value: str, root: Path) -> Path:
-    path = Path(value).expanduser()
-    path = (path if path.is_absolute() else root / path).resolve()
+    path = resolve_path(value, root).resolve()
     if not (path / "config.json").is_file():
         raise ConfigError(f"model.hf_path={value!r} is not a Hugging Face model folder (no config.json in {path})")
     return path
