@@ -1,5 +1,7 @@
 """Entry point: ``python -m runner [overrides]`` (Hydra)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
@@ -9,7 +11,11 @@ from runner.schema import register_configs
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+# an absolute folder: as a console script (`doc2lora`) Hydra would read "../conf" as a Python package
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     return main_task(cfg)
 

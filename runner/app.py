@@ -31,7 +31,9 @@ def _run_info() -> RunInfo:
     overrides = list(hydra_cfg.overrides.task)
     choices = OmegaConf.to_container(hydra_cfg.runtime.choices)
     multirun = _is_multirun()
-    name = f"job{hydra_cfg.job.num}" if multirun else "run"
+    # a sweep's jobs are told apart by their number under the parent (named after the sweep) and by
+    # their params; a single run is named by what it changes
+    name = f"job{hydra_cfg.job.num}" if multirun else run_label(overrides)
     return RunInfo(
         overrides=overrides,
         output_dir=Path(hydra_cfg.runtime.output_dir),
@@ -39,6 +41,15 @@ def _run_info() -> RunInfo:
         parent_run_id=os.environ.get(sweep.PARENT_ENV) if multirun else None,
         extra_tags={f"choice/{k}": str(v) for k, v in choices.items() if not k.startswith("hydra")},
     )
+
+
+MAX_RUN_NAME = 120
+
+
+def run_label(overrides: list[str]) -> str:
+    """An MLflow run name that says what the run changes: its overrides (secrets masked), or "defaults"."""
+    label = " ".join(tracking.mask_overrides(overrides)) or "defaults"
+    return label if len(label) <= MAX_RUN_NAME else label[: MAX_RUN_NAME - 3] + "..."
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import signal
 import socket
 import subprocess
@@ -173,9 +174,7 @@ def _package_files(distribution: str) -> list[str]:
         return [distribution, "not installed"]
     found = [distribution, version]
     if distribution == "llama-cpp-python":
-        spec = importlib.util.find_spec("llama_cpp")
-        default = Path(list(spec.submodule_search_locations)[0]) / "lib" if spec and spec.submodule_search_locations else None
-        folder = Path(os.environ["LLAMA_CPP_LIB_PATH"]) if os.environ.get("LLAMA_CPP_LIB_PATH") else default
+        folder = llama_library_dir()
         if folder is not None and folder.is_dir():
             for lib in sorted(folder.glob("lib*")):
                 stat = lib.stat()
@@ -214,6 +213,33 @@ def check_parts(
 
     with ThreadPoolExecutor(max_workers=max(1, len(wanted))) as pool:
         return list(pool.map(one, list(wanted)))
+
+
+# AMX tile instructions (tile loads/stores/config and the tile dot products); a VM may advertise AMX in
+# /proc/cpuinfo and still kill the process that uses them
+AMX_MNEMONICS = re.compile(r"\s(ldtilecfg|sttilecfg|tilerelease|tilezero|tileloadd|tileloaddt1|tilestored|tdpb[su][su]d|tdpbf16ps|tdpfp16ps)\b")
+
+
+def llama_library_dir() -> Optional[Path]:
+    """The folder llama-cpp-python loads its shared libraries from ($LLAMA_CPP_LIB_PATH or its own lib/)."""
+    if os.environ.get("LLAMA_CPP_LIB_PATH"):
+        return Path(os.environ["LLAMA_CPP_LIB_PATH"])
+    spec = importlib.util.find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "lib"
+
+
+def amx_instructions(library: Path) -> list[str]:
+    """The AMX instructions in a shared library's code, by disassembly (objdump, from binutils)."""
+    done = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(library)], capture_output=True, text=True, check=True)
+    return [found.group(1) for found in AMX_MNEMONICS.finditer(done.stdout)]
+
+
+def pass_record_dir() -> Path:
+    """Where passes are remembered: per user, since a pass is keyed by machine, interpreter and library files."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "doc2lora" / "native-checks"
 
 
 def raise_on_failure(outcomes: Sequence[Outcome]) -> None:

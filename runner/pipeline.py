@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ class StageSpec:
 
 
 def _document_fingerprint(cfg: DictConfig, root: Path) -> Any:
-    from runner.stages.ingest import discover_documents
+    from runner.documents import discover_documents
 
     files, _ = discover_documents(cfg.ingest, root)
     return [[_relative_to(path, root), hash_file(path)] for path in files]
@@ -260,9 +261,17 @@ def execute_stage(
 
 
 def preflight(cfg: DictConfig, root: Path) -> None:
-    """Checks that need the file system, done before any model is loaded."""
+    """Checks that need the file system, done before any model is loaded: on the machine that submits a
+    sweep and again in each job, which may run elsewhere, so an error names the machine."""
+    try:
+        _check_files(cfg, root)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (checked on {socket.gethostname()})") from None
+
+
+def _check_files(cfg: DictConfig, root: Path) -> None:
     from runner.models import resolve_embedding_model, resolve_gguf
-    from runner.stages.ingest import discover_documents
+    from runner.documents import discover_documents
 
     discover_documents(cfg.ingest, root)  # raises ConfigError for a missing path
     resolve_gguf(cfg.model.gguf_path, root)
@@ -275,6 +284,35 @@ def preflight(cfg: DictConfig, root: Path) -> None:
             raise ConfigError(f"model.hf_path={cfg.model.hf_path!r} is not a Hugging Face model folder (no config.json in {hf})")
     if cfg.eval.probes and not _probes_fingerprint(cfg, root):
         raise ConfigError(f"eval.probes={cfg.eval.probes!r} does not exist")
+
+
+def native_parts(cfg: DictConfig, stages: list[StageSpec], root: Path) -> dict[str, str]:
+    """The native libraries the selected stages load, with the model each check loads."""
+    from runner.models import resolve_embedding_model, resolve_gguf
+
+    names = {spec.name for spec in stages}
+    wanted: dict[str, str] = {}
+    if names & {"index", "curate", "answer", "eval"}:
+        wanted["faiss"] = ""
+        wanted["embeddings"] = resolve_embedding_model(cfg.index.embedding_model, root)
+    if "eval" in names or (names & {"generate", "answer"} and cfg.llm.backend == "llama_cpp"):
+        wanted["llama.cpp"] = str(resolve_gguf(cfg.model.gguf_path, root))
+    if "prepare_model" in names or ("train" in names and cfg.train.backend == "peft"):
+        wanted["torch"] = ""
+    if "train" in names and cfg.train.backend == "mlx":
+        wanted["mlx"] = ""
+    return wanted
+
+
+def check_native(cfg: DictConfig, stages: list[StageSpec], root: Path) -> None:
+    """Each native part this run uses runs once in a child process before any stage starts, so a library
+    built for other CPU instructions fails here with one line, not with a signal mid-run."""
+    from runner import native
+
+    outcomes = native.check_parts(native_parts(cfg, stages, root), record_dir=native.pass_record_dir())
+    for outcome in outcomes:
+        (log.info if outcome.ok else log.error)("native check: %s", outcome.line())
+    native.raise_on_failure(outcomes)
 
 
 @dataclass
@@ -322,6 +360,7 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
 
     status = "FAILED"
     try:
+        check_native(cfg, stages, root)
         for spec in stages:
             outcome = execute_stage(spec, cfg, root, cache_dir, outcomes, log_step_metrics)
             outcomes[spec.name] = outcome

@@ -134,7 +134,8 @@ class PromptsConfig:
 @dataclass
 class GenerateConfig:
     strategy: str = "fact_anchored"  # fact_anchored | free
-    topic: str = "Quillstream Relay"
+    # null-like default: taken from the documents (runner/derived.py: PDF title, first heading, file name)
+    topic: str = "${topic_from_documents:${ingest.documents},${ingest.extensions},${paths.root},${ingest.pdf_password}}"
     questions_per_chunk: int = 2
     # when set, questions per chunk = ceil(chunk chars / chars_per_question)
     chars_per_question: Optional[int] = 350
@@ -252,7 +253,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    probes: Optional[str] = "data/sample/probes.jsonl"
+    # hand-written {"question", "answer"} lines; by default the bundled ones, for the bundled sample only
+    probes: Optional[str] = "${sample_probes:${ingest.documents}}"
     engine: str = "llama_cpp"  # llama_cpp: base GGUF vs base GGUF + exported LoRA adapter
     max_tokens: int = 96
     max_questions: Optional[int] = None
@@ -291,7 +293,10 @@ class RunConfig:
 
 
 def register_configs() -> None:
-    """Register the schema so ``conf/config.yaml`` can extend it."""
+    """Register the schema so ``conf/config.yaml`` can extend it, and the resolvers its defaults use."""
+    from runner.derived import register_resolvers
+
+    register_resolvers()
     ConfigStore.instance().store(name="base_config", node=RunConfig)
 
 

@@ -131,7 +131,7 @@ class Tracker:
         if client.get_experiment_by_name(experiment) is None:
             location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
             try:
-                client.create_experiment(experiment, artifact_location=location)
+                client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
             except Exception:  # noqa: BLE001 - another job created it first
                 if client.get_experiment_by_name(experiment) is None:
                     raise
@@ -141,6 +141,11 @@ class Tracker:
 
     def start(self, run_name: str, tags: Mapping[str, str], parent_run_id: Optional[str] = None) -> str:
         self.reap_dead_runs()
+# MLflow 3 opens an experiment in its GenAI view (traces, prompts) unless told it holds model training
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
+
+
         owner = {"runner.host": socket.gethostname(), "runner.pid": str(os.getpid())}
         run = self.mlflow.start_run(run_name=run_name, tags={**tags, **owner}, parent_run_id=parent_run_id)
         self.run_id = run.info.run_id
@@ -159,6 +164,9 @@ class Tracker:
         for run in running:
             tags = run.data.tags
             pid = tags.get("runner.pid")
+        found = client.get_experiment_by_name(experiment)
+        if found is not None and EXPERIMENT_KIND not in found.tags:  # made before the tag was set
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
             if tags.get("runner.host") == host and pid and pid.isdigit() and not _process_alive(int(pid)):
                 client.set_terminated(run.info.run_id, "KILLED")
                 log.warning("marked MLflow run %s KILLED: its process %s is gone", run.info.run_id, pid)

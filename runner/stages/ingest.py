@@ -20,10 +20,10 @@ from tqdm import tqdm
 
 from runner.artifacts import Ingest
 from runner.cache import write_json_atomic
-from runner.errors import ConfigError, InputError
+from runner.errors import InputError
 from runner.headings import SourceHeading, markdown_headings, page_headings
 from runner.jsonl import write_jsonl
-from runner.paths import resolve_path
+from runner.documents import discover_documents
 from runner.pdf_headings import read_pdf_headings
 from runner.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
 from runner.stage import StageContext, StageResult
@@ -52,26 +52,6 @@ class LoadedDocument:
 
 class DocumentSkipped(Exception):
     """A document cannot be used; the message says why."""
-
-
-def discover_documents(ingest_cfg: Any, root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Expand configured files/folders into document paths plus (path, reason) for unsupported files."""
-    extensions = {ext.lower() for ext in ingest_cfg.extensions}
-    files: list[Path] = []
-    unsupported: list[tuple[str, str]] = []
-    for entry in ingest_cfg.documents:
-        path = resolve_path(entry, root)
-        if not path.exists():
-            raise ConfigError(f"ingest.documents entry {entry!r} does not exist (looked for {path})")
-        candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for candidate in candidates:
-            if candidate.name.startswith("."):
-                continue
-            if candidate.suffix.lower() in extensions:
-                files.append(candidate)
-            else:
-                unsupported.append((str(candidate), f"unsupported extension {candidate.suffix or '(none)'}"))
-    return files, unsupported
 
 
 def read_text(path: Path) -> tuple[list[Page], str | None]:

@@ -11,8 +11,8 @@ import pytest
 from omegaconf import DictConfig
 from pypdf import PdfReader
 
-from pdfs import FOOTER, HEADER, TOPICS, build_manual_pdf
-from runner.stages.ingest import discover_documents
+from pdfs import FOOTER, HEADER, TOPICS, build_manual_pdf, build_sectioned_pdf, build_text_pdf, build_unspaced_pdf
+from runner.documents import discover_documents
 
 
 @pytest.fixture
