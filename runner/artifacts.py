@@ -13,12 +13,14 @@ from runner.jsonl import read_jsonl
 
 
 class Ingest:
-    PAGES = "pages.jsonl"  # doc_id, source, page, text
-    REPORT = "ingest_report.json"  # skipped files and warnings
+    # doc_id, source, page, text, heading_path (in force at the page top),
+    # headings (starting on the page: title, level, offset in text, in_text, path)
+    PAGES = "pages.jsonl"
+    REPORT = "ingest_report.json"  # skipped files, warnings, skipped_pages, extraction (PDF extractor per document)
 
 
 class Chunk:
-    CHUNKS = "chunks.jsonl"  # chunk_id, doc_id, source, page, text
+    CHUNKS = "chunks.jsonl"  # chunk_id, doc_id, source, page, text, heading, heading_path (in force at its start)
 
 
 class Index:

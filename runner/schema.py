@@ -27,6 +27,9 @@ class PathsConfig:
     mlruns_dir: str = "mlruns"
 
 
+INGEST_PDF_EXTRACTORS = ("auto", "pypdf", "pypdfium2")
+
+
 @dataclass
 class IngestConfig:
     documents: list[str] = field(default_factory=lambda: ["data/sample/manual.pdf"])
@@ -37,6 +40,15 @@ class IngestConfig:
     repeated_line_min_fraction: float = 0.5
     # pages with fewer extracted characters are reported as image-only / text-less
     min_chars_per_page: int = 20
+    # auto: pypdf, and pypdfium2 for a document on which pypdf loses word spacing | pypdf | pypdfium2
+    pdf_extractor: str = "auto"
+    # lost word spacing: a page with more than spacing_max_long_share of its letters in alphabetic runs
+    # longer than spacing_max_word_letters ("canbeusedtoperform"). Measured on the Debian Reference:
+    # worst spaced page 0.032 (pypdfium2 and pdfminer.six alike), best unspaced page 0.061 (pypdf)
+    spacing_max_word_letters: int = 20
+    spacing_max_long_share: float = 0.05
+    # without a PDF outline, a line set this much larger than the body text is a heading
+    heading_min_font_ratio: float = 1.15
 
 
 @dataclass
@@ -380,6 +392,10 @@ def validate(cfg: Any) -> None:
         cfg.ingest.repeated_line_min_fraction,
         "must be in (0, 1]",
     )
+    _check(cfg.ingest.pdf_extractor in INGEST_PDF_EXTRACTORS, "ingest.pdf_extractor", cfg.ingest.pdf_extractor, "must be one of " + ", ".join(INGEST_PDF_EXTRACTORS))
+    _check(cfg.ingest.spacing_max_word_letters > 0, "ingest.spacing_max_word_letters", cfg.ingest.spacing_max_word_letters, "must be > 0")
+    _check(0 < cfg.ingest.spacing_max_long_share <= 1, "ingest.spacing_max_long_share", cfg.ingest.spacing_max_long_share, "must be in (0, 1]")
+    _check(cfg.ingest.heading_min_font_ratio > 1, "ingest.heading_min_font_ratio", cfg.ingest.heading_min_font_ratio, "must be > 1")
     _check(cfg.index.batch_size > 0, "index.batch_size", cfg.index.batch_size, "must be > 0")
 
     weights = cfg.retriever.weights
