@@ -51,7 +51,7 @@ class Record:
     name: str
     kind: str  # option | argument | key | keyword | setting | env_var | table_row
     owner: str  # the command, file or section it belongs to; "" when unknown
-    owner_is_command: bool
+    owner_link: str  # "of" a command or a key, "in" a file or section
     first_line: int
     last_line: int
     source_text: str
@@ -196,6 +196,10 @@ _TYPED = re.compile(
 )
 
 
+# "scsi[n]: [file=]<volume> [,size=<DiskSize>]": a key whose value is a property string of fields
+_PARENT_KEY = re.compile(r"^\s*`?(?P<name>[a-z][\w-]*(?:\[n\])?)`?:\s+.*<[^<>]+>")
+
+
 def _typed_kind(name: str, sep: str) -> str:
     if name.startswith("--"):
         return "option" if sep.strip() == "" else ""
@@ -210,8 +214,9 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
     for index, line in enumerate(lines):
         match = _TYPED.match(line)
         if not match:
-            if _synopsis_command(line):
-                parent_key = ""
+            parent = _PARENT_KEY.match(line)
+            if parent or _synopsis_command(line):
+                parent_key = parent.group("name") if parent else ""
             continue
         name, sep = match.group("name"), match.group("sep")
         kind = _typed_kind(name, sep)
@@ -230,17 +235,16 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
             description_lines.append(following)
             end += 1
         if kind == "key" and sep == "=":
-            owner, is_command = parent_key, False  # a property-string field belongs to the key above it
+            owner, link = parent_key, "of"  # a property-string field belongs to the key above it
             if not owner:
                 continue
             base_owner = _heading_owner(heading) or topic
             owner = f"{owner} in {base_owner}" if base_owner else owner
         elif kind == "key":
             parent_key = name
-            owner, is_command = _heading_owner(heading) or topic, False
+            owner, link = _heading_owner(heading) or topic, "in"
         else:
-            owner = _command_above(lines, index) or _heading_owner(heading)
-            is_command = bool(owner)
+            owner, link = _command_above(lines, index) or _heading_owner(heading), "of"
         if not owner:
             continue
         type_text = match.group("type")[1:-1].strip()
@@ -253,12 +257,15 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
         else:
             value_type = type_text
         description = " ".join(description_lines)
+        default = _unquote(match.group("default") or "")
+        if re.search(r"\b(?:the default is|defaults? to|default value is)\b", description, re.IGNORECASE):
+            default = ""  # "(default = 0)", then "For creation, the default is 1": which one holds is unclear
         records.append(
             Record(
                 name=name,
                 kind=kind,
                 owner=owner,
-                owner_is_command=is_command,
+                owner_link=link,
                 first_line=index,
                 last_line=end,
                 source_text="\n".join(lines[index : end + 1]).strip(),
@@ -266,7 +273,7 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
                 low=match.group("low") or "",
                 high=match.group("high") or "",
                 choices=choices,
-                default=_unquote(match.group("default") or ""),
+                default=default,
                 description=_first_sentence(description),
             )
         )
@@ -275,7 +282,7 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
 
 # --- parser 2: man-page option lists ------------------------------------------------------------
 
-_FLAG = r"-{1,2}[A-Za-z0-9?][\w-]*(?:=?(?:[A-Z][A-Z_0-9]*|<[^<>]+>|\[[^\[\]]+\]))?(?: (?:[a-z][\w:]*|[A-Z][A-Z_0-9]*|<[^<>]+>|\[[^\[\]]+\]\S*))?"
+_FLAG = r"-{1,2}[A-Za-z0-9?][\w-]*(?:=?(?:[A-Z][A-Z_0-9]*|<[^<>]+>|\[[^\[\]]+\]|[a-z]+(?:\|[a-z]+)+))?(?: (?:[a-z][\w:]*|[A-Z][A-Z_0-9]*|<[^<>]+>|\[[^\[\]]+\]\S*))?"
 _FLAGS = rf"{_FLAG}(?:,\s*{_FLAG})*"
 _FLAG_INLINE = re.compile(rf"^(?P<indent> +)(?P<flags>{_FLAGS}) {{2,}}(?P<desc>\S.*)$")
 _FLAG_ALONE = re.compile(rf"^(?P<indent> *)(?P<flags>{_FLAGS})\s*$")
@@ -335,7 +342,7 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
                 name=_flag_name(flags),
                 kind="option",
                 owner=owner,
-                owner_is_command=True,
+                owner_link="of",
                 first_line=index,
                 last_line=end,
                 source_text="\n".join(lines[index : end + 1]).strip(),
@@ -412,7 +419,7 @@ def _parse_terms(lines: list[str], heading: str, topic: str) -> list[Record]:
                 name=name,
                 kind=kind,
                 owner=owner,
-                owner_is_command=False,
+                owner_link="in",
                 first_line=index,
                 last_line=end,
                 source_text="\n".join(lines[index : end + 1]).strip(),
@@ -465,19 +472,19 @@ def _parse_tables(lines: list[str], heading: str, topic: str) -> list[Record]:
         caption_match = _CAPTION.match(lines[after].strip()) if after < len(lines) else None
         caption = caption_match.group("caption") if caption_match else ""
         if is_packages:
-            owner, is_command, kind = caption, False, "table_row"
+            owner, link, kind = caption, "in", "table_row"
         else:
             commands = set(_MAN_REFERENCE.findall(caption))
             if len(commands) != 1:
                 continue  # an option table needs its command, and only its caption names it
-            owner, is_command, kind = commands.pop(), True, "option"
+            owner, link, kind = commands.pop(), "of", "option"
         for first, last, match, description in rows:
             records.append(
                 Record(
                     name=match.group("name"),
                     kind=kind,
                     owner=owner,
-                    owner_is_command=is_command,
+                    owner_link=link,
                     first_line=first,
                     last_line=last,
                     source_text="\n".join(lines[first : last + 1]).strip(),
@@ -514,12 +521,32 @@ def consumed_lines(text: str, heading: str = "", topic: str = "") -> set[int]:
 
 # first words of descriptions written as an imperative ("increase verbosity", "Override I/O bandwidth limit")
 _BASE_VERBS = frozenset(
-    ["accept", "activate", "add", "identify", "allocate", "allow", "append", "apply", "archive", "assign", "attach", "authenticate", "avoid", "bind", "block", "build", "bypass", "calculate", "call", "cause", "change", "check", "choose", "clean", "clear", "close", "collect", "compare", "compress", "configure", "connect", "control", "convert", "copy", "create", "declare", "decrease", "define", "delete", "deny", "describe", "destroy", "determine", "disable", "disconnect", "display", "do", "download", "dump", "echo", "edit", "emit", "enable", "enforce", "ensure", "exclude", "execute", "exit", "expand", "export", "extract", "fail", "fetch", "filter", "find", "fix", "follow", "force", "forward", "generate", "get", "give", "grant", "handle", "hide", "hold", "ignore", "import", "include", "increase", "indicate", "inherit", "initialize", "insert", "install", "keep", "kill", "launch", "limit", "link", "list", "listen", "load", "lock", "log", "look", "make", "manage", "map", "mark", "match", "merge", "migrate", "modify", "monitor", "mount", "move", "omit", "open", "output", "override", "pass", "pause", "perform", "permit", "pipe", "point", "prefer", "prepare", "preserve", "prevent", "print", "process", "produce", "prompt", "protect", "prune", "purge", "put", "query", "quit", "read", "receive", "recurse", "redirect", "reduce", "refresh", "register", "reject", "release", "reload", "remove", "rename", "repeat", "replace", "report", "request", "require", "reset", "resize", "resolve", "restart", "restore", "restrict", "resume", "retry", "return", "reuse", "run", "save", "scan", "search", "select", "send", "serve", "set", "show", "shrink", "skip", "sort", "specify", "split", "start", "stop", "store", "strip", "submit", "suppress", "switch", "sync", "take", "tell", "terminate", "test", "toggle", "trace", "transfer", "translate", "treat", "trigger", "trim", "try", "turn", "undo", "unlock", "unmount", "unset", "update", "upgrade", "upload", "use", "validate", "verify", "wait", "warn", "watch", "wipe", "write"]
+    """accept activate add identify allocate allow append apply archive assign attach authenticate
+    avoid bind block build bypass calculate call cause change check choose clean clear close collect
+    compare compress configure connect control convert copy create declare decrease define delete
+    deny describe destroy determine disable disconnect display do download dump echo edit emit
+    enable enforce ensure exclude execute exit expand export extract fail fetch filter find fix
+    follow force forward generate get give grant handle hide hold ignore import include increase
+    indicate inherit initialize insert install keep kill launch limit link list listen load lock log
+    look make manage map mark match merge migrate modify monitor mount move omit open output
+    override pass pause perform permit pipe point prefer prepare preserve prevent print process
+    produce prompt protect prune purge put query quit read receive recurse redirect reduce refresh
+    register reject release reload remove rename repeat replace report request require reset resize
+    resolve restart restore restrict resume retry return reuse run save scan search select send
+    serve set show shrink simulate skip sort specify split start stop store strip submit suppress switch sync
+    take tell terminate test toggle trace transfer translate treat trigger trim try turn undo unlock
+    unmount unset update upgrade upload use validate verify wait warn watch wipe write
+    """.split()
 )
 _THIRD_PERSON_EXTRA = frozenset({"does", "has", "is", "goes"})
 _MODALS = frozenset({"will", "can", "may", "must", "should", "would", "could"})
 _NOUN_STOP = frozenset(
-    ["if", "for", "when", "only", "in", "on", "with", "without", "by", "to", "at", "as", "see", "note", "this", "these", "it", "its", "there", "where", "while", "after", "before", "since", "unless", "although", "because", "also", "same", "both", "either", "neither", "all", "any", "each", "every", "no", "not", "used", "similar", "same", "equivalent", "identical", "like", "alias", "synonym", "short", "shorthand", "deprecated", "obsolete", "optional", "required", "useful", "ignored", "currently", "normally", "usually", "always", "never", "otherwise", "default", "enabled", "disabled"]
+    """if for when only in on with without by to at as see note this these it its there where while
+    after before since unless although because also same both either neither all any each every no
+    not used similar same equivalent identical like alias synonym short shorthand deprecated
+    obsolete optional required useful ignored currently normally usually always never otherwise
+    default enabled disabled
+    """.split()
 )
 # a first sentence that only names the value's type says nothing about what the entry does
 _TYPE_ONLY = re.compile(r"^(?:Can take|Takes|Accepts) an? [\w -]+?(?: as)? (?:argument|value|parameter)s?$", re.IGNORECASE)
@@ -589,8 +616,7 @@ def _subject(record: Record) -> str:
     owner = record.owner
     if record.kind == "table_row":
         return f"The package {record.name}"
-    link = "of" if record.owner_is_command else "in"
-    return f"The {noun} {record.name} {link} {owner}"
+    return f"The {noun} {record.name} {record.owner_link} {owner}"
 
 
 def _reference(record: Record) -> str:
