@@ -2,7 +2,8 @@
 
 Splitting is done by semantic-text-splitter, which prefers paragraph, then sentence,
 then word boundaries, so chunks rarely cut a sentence in half. Chunks never cross
-pages, so every chunk keeps an exact (document, page) citation.
+pages, so every chunk keeps an exact (document, page) citation, and the section
+heading in force where it starts (one that starts mid-section inherits it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 from runner.artifacts import Chunk, Ingest
+from runner.headings import heading_path_at
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.models import resolve_embedding_model
 from runner.stage import StageContext, StageResult
@@ -38,13 +40,14 @@ def make_splitter(chunk_cfg: Any, embedding_model: str, root: Path):
 
 
 def split_pages(pages: list[dict[str, Any]], splitter: Any) -> list[dict[str, Any]]:
-    """Split pages into chunk records with stable ids in reading order."""
+    """Split pages into chunk records with stable ids in reading order, each with the heading in force at its start."""
     chunks: list[dict[str, Any]] = []
     for page in tqdm(pages, desc="chunk", unit="page"):
-        for text in splitter.chunks(page["text"]):
-            text = text.strip()
+        for offset, piece in splitter.chunk_indices(page["text"]):
+            text = piece.strip()
             if not text:
                 continue
+            path = heading_path_at(page, offset + len(piece) - len(piece.lstrip()))
             chunks.append(
                 {
                     "chunk_id": f"c{len(chunks):05d}",
@@ -52,6 +55,8 @@ def split_pages(pages: list[dict[str, Any]], splitter: Any) -> list[dict[str, An
                     "source": page["source"],
                     "page": page["page"],
                     "text": text,
+                    "heading": path[-1] if path else None,
+                    "heading_path": path,
                 }
             )
     return chunks

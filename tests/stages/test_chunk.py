@@ -1,4 +1,5 @@
-"""Chunk: sizes respect chunk.size (chars or embedding tokens), chunks overlap, pages are kept."""
+"""Chunk: sizes respect chunk.size (chars or embedding tokens), chunks overlap, pages are kept, and each chunk
+carries the section heading in force where it starts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
-from runner.jsonl import write_jsonl
+from runner.jsonl import read_jsonl, write_jsonl
 from runner.models import resolve_embedding_model
 from runner.stage import StageContext
 from runner.stages import chunk
@@ -122,3 +123,69 @@ def test_blank_pages_produce_no_chunks(composed_cfg: Callable[..., DictConfig], 
     ]
     chunks = split_pages(pages, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
     assert [(c["page"], c["text"], c["chunk_id"]) for c in chunks] == [(2, "Real text on page two.", "c00000")]
+
+
+# Two sections on page 1, the second running on over page 2 (records as ingest writes them, issue 17)
+HARBOUR = " ".join(f"Harbour step {i} sets the quay valve to {i * 3} bar." for i in range(8))
+LANTERN = " ".join(f"Lantern step {i} keeps {i * 5} fennel entries." for i in range(12))
+SECTIONED_PAGE = f"Harbour settings\n{HARBOUR}\nLantern cache\n{LANTERN}"
+LANTERN_AT = SECTIONED_PAGE.index("Lantern cache")
+SECTIONED_PAGES = [
+    {
+        "doc_id": "d001", "source": "guide.pdf", "page": 1, "text": SECTIONED_PAGE, "heading_path": ["Guide"],
+        "headings": [
+            {"title": "Harbour settings", "level": 1, "offset": 0, "in_text": True, "path": ["Guide", "Harbour settings"]},
+            {"title": "Lantern cache", "level": 1, "offset": LANTERN_AT, "in_text": True, "path": ["Guide", "Lantern cache"]},
+        ],
+    },
+    {"doc_id": "d001", "source": "guide.pdf", "page": 2, "text": LANTERN, "heading_path": ["Guide", "Lantern cache"], "headings": []},
+]
+
+
+def test_each_chunk_carries_the_heading_in_force_where_it_starts(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
+    cfg = composed_cfg(["chunk.size=160", "chunk.overlap=40"])
+    chunks = split_pages(SECTIONED_PAGES, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
+
+    page_one = [c for c in chunks if c["page"] == 1]
+    assert len(page_one) > 4
+    for record in page_one:
+        start = SECTIONED_PAGE.index(record["text"])
+        expected = "Lantern cache" if start >= LANTERN_AT else "Harbour settings"
+        assert (record["heading"], record["heading_path"]) == (expected, ["Guide", expected]), record["text"]
+    # a chunk that begins mid-section (after the heading line) still has that section's heading
+    assert any(c["heading"] == "Lantern cache" and not c["text"].startswith("Lantern cache") for c in page_one)
+    # page 2 opens mid-section: every chunk inherits the heading from page 1
+    assert {c["heading"] for c in chunks if c["page"] == 2} == {"Lantern cache"}
+
+
+def test_pages_from_before_headings_give_chunks_no_heading(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
+    cfg = composed_cfg(["chunk.size=200", "chunk.overlap=0"])
+    pages = [{"doc_id": "d001", "source": "old.md", "page": 1, "text": LONG_PAGE[:400]}]  # an ingest record without headings
+    chunks = split_pages(pages, make_splitter(cfg.chunk, cfg.index.embedding_model, repo_root))
+    assert chunks and all(c["heading"] is None and c["heading_path"] == [] for c in chunks)
+
+
+def test_ingest_then_chunk_keeps_outline_headings_on_chunks(
+    composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_path: Path, run_ingest
+) -> None:
+    from pdfs import build_sectioned_pdf
+
+    sections = [
+        (page, level, title, " ".join(f"{title} step {i} sets the {title.lower()} value to {i * 3}." for i in range(8)))
+        for page, level, title in [(1, 0, "Installation"), (1, 1, "System requirements"), (2, 1, "Network ports")]
+    ]
+    run_ingest([build_sectioned_pdf(tmp_path / "guide.pdf", sections)])
+    work = tmp_path / "chunks"
+    work.mkdir()
+    cfg = composed_cfg(["chunk.size=200", "chunk.overlap=0"])
+    chunk.run(cfg, StageContext(name="chunk", cfg=cfg, root=repo_root, work_dir=work, inputs={"ingest": tmp_path / "work"}))
+
+    chunks = load_chunks(work)
+    page_one = read_jsonl(tmp_path / "work" / Ingest.PAGES)[0]["text"]
+    section_two = page_one.index("System requirements\n")
+    for record in (c for c in chunks if c["page"] == 1):
+        before = page_one.index(record["text"]) < section_two
+        assert record["heading_path"] == (["Installation"] if before else ["Installation", "System requirements"])
+    assert {c["heading"] for c in chunks if c["page"] == 1} == {"Installation", "System requirements"}
+    assert {c["heading"] for c in chunks if c["page"] == 2} == {"Network ports"}
+    assert chunks[-1]["heading_path"] == ["Installation", "Network ports"]
