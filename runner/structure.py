@@ -42,6 +42,7 @@ _NOUNS = {
 }
 _MAX_DESCRIPTION_LINES = 40
 _MAX_DEFAULT_WORDS = 10
+_MAX_CHOICES = 12  # "<mp0 | mp1 | ... | unused255>" lists hundreds: no answer sentence reads that
 
 
 @dataclass(frozen=True)
@@ -632,7 +633,7 @@ def _range_phrase(record: Record) -> str:
         if record.low == "N":
             return f"{noun} of at most {record.high}"
         return f"{noun} from {record.low} to {record.high}"
-    if record.choices:
+    if 1 < len(record.choices) <= _MAX_CHOICES:
         return "one of " + ", ".join(record.choices[:-1]) + f" or {record.choices[-1]}"
     if record.value_type == "boolean":
         return "a boolean value"

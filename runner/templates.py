@@ -64,6 +64,14 @@ _ENV_SUBJECT = re.compile(
     rf"^(?:The )?{_Q}(\$[A-Za-z_][A-Za-z0-9_]*|[A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9]|[A-Z][A-Z0-9_]*(?==)){_Q}(?:=\S*)?"
     r" (?:is|are|sets|specifies|selects|controls|overrides|defines|holds|contains|names|points|gives|tells|enables|disables)\b"
 )
+# a sentence that explains a variable says what it does or what sets it ("is always accepted" does not)
+_ENV_PURPOSE = re.compile(
+    r"\b(?:use[ds]?|using|sets?|setting|override\w*|select\w*|control\w*|specif\w*|contain\w*|identif\w*|points? to|"
+    r"enable\w*|disable\w*|determin\w*|defin\w*|customi[sz]\w*|supplement\w*|holds?|stores?|tells?|export\w*|reads?|given|passe[ds]|"
+    r"request\w*|locat\w*|configur\w*)\b"
+)
+# "You may also control this setting via the RSYNC_OLD_ARGS environment variable": which setting?
+_LEANS_ON_CONTEXT = re.compile(r"\bthis (?:setting|option|parameter|feature|behaviou?r|value)\b| it\.$")
 # words written in capitals that are no variable names
 _NOT_VARS = frozenset({"THE", "AND", "FOR", "NOT", "ALL", "API", "CLI", "URL", "TCP", "UDP", "IP"})
 
@@ -98,8 +106,8 @@ def _codes(sentence: str, topic: str) -> Iterable[TemplateQuestion]:
 
 
 def _env_vars(sentence: str, heading: str) -> Iterable[TemplateQuestion]:
-    if sentence.startswith("Note"):
-        return  # a caveat ("Note that setting $LESS has no effect ..."), not what the variable is for
+    if sentence.startswith("Note") or _LEANS_ON_CONTEXT.search(sentence) or not _ENV_PURPOSE.search(sentence):
+        return  # a caveat ("Note that setting $LESS has no effect ..."), a reference to context, or no purpose
     names = [m.group(1) for m in _ENV_VAR.finditer(sentence)] + [m.group(1) for m in _ENV_VAR_BEFORE.finditer(sentence)]
     if "environment" in heading.lower() and (subject := _ENV_SUBJECT.match(sentence)):
         names.append(subject.group(1))

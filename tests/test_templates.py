@@ -164,13 +164,17 @@ def test_a_variable_as_the_subject_counts_only_in_a_section_about_the_environmen
     assert _real([status, mainpid], "systemd", ["env_var"], headings) == {status: ["What is the environment variable EXIT_STATUS used for?"]}
 
 
-def test_environment_variable_does_not_fire_on_a_prefix_a_caveat_or_a_list_without_names() -> None:
+def test_environment_variable_does_not_fire_on_a_prefix_a_caveat_context_or_no_purpose() -> None:
     negatives = [
         # ssh(1) ENVIRONMENT, sshd_config(5) AcceptEnv: no variable named
         "ssh will normally set the following environment variables:",
         "Specifies what environment variables sent by the client will be copied into the session's environ(7).",
         # journalctl(1) ENVIRONMENT: a caveat, not what the variable is for
         "Note that setting the regular $LESS environment variable has no effect for less invocations by systemd tools.",
+        # rsync(1) --old-args: "this setting" is in the paragraph before
+        "You may also control this setting via the RSYNC_OLD_ARGS environment variable.",
+        # sshd_config(5) AcceptEnv: says when TERM is accepted, not what it is for
+        "The TERM environment variable is always accepted whenever the client requests a pseudo-terminal as it is required by the protocol.",
         # rsyncd.conf(5) pre-xfer exec: a list follows, no name here
         "The following environment variables will be set, though some are specific to the pre-xfer or the post-xfer environment:",
         # the bundled sample's configuration precedence list: a prefix, not a name
