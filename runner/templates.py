@@ -68,7 +68,7 @@ _ENV_SUBJECT = re.compile(
 _ENV_PURPOSE = re.compile(
     r"\b(?:use[ds]?|using|sets?|setting|override\w*|select\w*|control\w*|specif\w*|contain\w*|identif\w*|points? to|"
     r"enable\w*|disable\w*|determin\w*|defin\w*|customi[sz]\w*|supplement\w*|holds?|stores?|tells?|export\w*|reads?|given|passe[ds]|"
-    r"request\w*|locat\w*|configur\w*)\b"
+    r"locat\w*|configur\w*)\b"
 )
 # "You may also control this setting via the RSYNC_OLD_ARGS environment variable": which setting?
 _LEANS_ON_CONTEXT = re.compile(r"\bthis (?:setting|option|parameter|feature|behaviou?r|value)\b| it\.$")
