@@ -1,7 +1,8 @@
-"""Compare runs: ``python -m runner.compare [--experiment NAME] [--csv FILE]``.
+"""Compare runs: ``python -m runner.compare [--experiment NAME] [--csv FILE] [key=value ...]``.
 
 Prints one row per run with the params that differ between runs and the eval metrics,
-and writes the same table as CSV.
+and writes the same table as CSV. The tracking store is the one ``python -m runner`` with the
+same overrides uses (``tracking.uri``, ``$MLFLOW_TRACKING_URI``, ``paths.mlruns_dir``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from runner.compose import compose_config
+from runner.errors import RunnerError
 from runner.tracking import resolve_tracking_uri
 
 KEY_METRICS = ("metrics.eval/probes/rougeL/delta", "metrics.eval/probes/fact_recall/delta", "metrics.eval/valid/loss/delta", "metrics.answer/retrieval/ensemble/hit_at_3")
@@ -33,11 +36,20 @@ def compare_table(experiment: str, tracking_uri: str, max_runs: int = 200):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("--experiment", default="doc2lora")
+    parser.add_argument("--experiment", default=None, help="default: tracking.experiment")
     parser.add_argument("--csv", default="outputs/compare.csv")
-    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--tracking-uri", default=None, help="the same as tracking.uri=...")
+    parser.add_argument("overrides", nargs="*", help="config overrides that locate the store, e.g. paths.mlruns_dir=/shared/mlruns")
     args = parser.parse_args(argv)
-    table = compare_table(args.experiment, args.tracking_uri or resolve_tracking_uri(None, Path("mlruns")))
+    overrides = [*args.overrides, *([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])]
+    try:
+        cfg = compose_config(overrides)
+        uri = resolve_tracking_uri(cfg)
+    except RunnerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.experiment = args.experiment or cfg.tracking.experiment
+    table = compare_table(args.experiment, uri)
     if table.empty:
         print(f"no runs in experiment {args.experiment!r}", file=sys.stderr)
         return 1

@@ -12,11 +12,11 @@ import logging
 import os
 import sys
 import tempfile
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from runner.app import print_summary
+from runner.compose import compose_config
 from runner.errors import RunnerError
 from runner.pipeline import RunInfo, run_pipeline
 from runner.schema import RunConfig, validate
@@ -60,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runner.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("run_id", help="MLflow run id to reproduce")
     parser.add_argument("overrides", nargs="*", help="key=value for values that were masked in the record (secrets)")
-    parser.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    parser.add_argument("--tracking-uri", default=None, help="the same as tracking.uri=...; default: where python -m runner logs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    uri = args.tracking_uri or resolve_tracking_uri(None, Path("mlruns"))
     try:
+        # the store is found as a run finds it (conf/, these overrides, $MLFLOW_TRACKING_URI)
+        store_overrides = [*args.overrides, *([f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else [])]
+        uri = resolve_tracking_uri(compose_config(store_overrides))
         cfg, overrides = load_run_config(args.run_id, uri)
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(args.overrides))
         missing = masked_keys(cfg)

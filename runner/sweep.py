@@ -1,8 +1,11 @@
 """Hydra callback: one MLflow parent run per multirun, each job a child run under it.
 
 The parent records the sweep's overrides and, when the sweep ends, the best child by
-``eval.optimize_metric``. Children find the parent through an environment variable,
-which also reaches joblib/loky worker processes started after the sweep begins.
+``eval.optimize_metric``. Children find the parent and its tracking store through environment
+variables set in the job's own process by ``on_job_start``: every launcher (basic, joblib, Ray,
+submitit) pickles this callback with the job, and a Ray worker started before the sweep (or a
+SLURM node) never saw the submitting process's environment. Only the run id and the tracking URI
+travel this way; secrets stay in each machine's environment.
 
 A job that fails with a user error ends its own child run FAILED and lets the sweep go on
 (runner.app); when every job has run, the parent ends FAILED if any child failed (else
@@ -22,10 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from runner import tracking
+from runner.errors import TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +42,6 @@ def mark_interrupted() -> None:
     """A job of this process was interrupted (Ctrl-C, SIGTERM): its sweep's parent ends KILLED."""
     global _interrupted
     _interrupted = True
-
-
-def _tracking_uri(config: DictConfig) -> str:
-    root = Path(os.getcwd())
-    return tracking.resolve_tracking_uri(config.tracking.uri, root / config.paths.mlruns_dir)
 
 
 def _children(client: Any, experiment_id: str, parent_id: str) -> list[Any]:
@@ -62,10 +62,18 @@ class MlflowSweepCallback(Callback):
         self.maximize = maximize
         self.parent_id: Optional[str] = None
         self.uri: Optional[str] = None
+        self._job_env_before: dict[str, Optional[str]] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.uri = _tracking_uri(config)
-        tracker = tracking.Tracker(self.uri, config.tracking.experiment, artifact_root=Path(os.getcwd()) / config.paths.mlruns_dir / "artifacts")
+        # Hydra sets this for each job only; paths.root is ${hydra:runtime.cwd}
+        HydraConfig.instance().set_config(config)
+        try:
+            self.uri = tracking.resolve_tracking_uri(config)
+        except TrackingError as exc:
+            # Hydra turns a callback's exception into a warning; every job would then fail alone
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        tracker = tracking.Tracker(self.uri, config.tracking.experiment, artifact_root=tracking.mlruns_dir(config) / "artifacts")
         tracker.reap_dead_runs()
         overrides = tracking.mask_overrides(list(config.hydra.overrides.task))
         run = tracker.mlflow.tracking.MlflowClient().create_run(
@@ -86,14 +94,31 @@ class MlflowSweepCallback(Callback):
             client.log_param(self.parent_id, f"sweep/override_{i}", override)
         os.environ[PARENT_ENV] = self.parent_id
         atexit.register(self._end_abandoned_parent)
-        log.info("sweep parent MLflow run %s", self.parent_id)
+        log.info("sweep parent MLflow run %s (tracking %s)", self.parent_id, self.uri)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """In the job's process, wherever a launcher ran it: log under this sweep's parent, in its store."""
+        if self.parent_id is None or self.uri is None:
+            return
+        for name, value in ((PARENT_ENV, self.parent_id), ("MLFLOW_TRACKING_URI", self.uri)):
+            self._job_env_before[name] = os.environ.get(name)
+            os.environ[name] = value
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """Leave the process's environment as it was (the basic launcher runs jobs in the sweep's own process)."""
+        for name, value in self._job_env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._job_env_before = {}
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.parent_id is None:
             return
         import mlflow
 
-        mlflow.set_tracking_uri(self.uri or _tracking_uri(config))
+        mlflow.set_tracking_uri(self.uri)
         client = mlflow.tracking.MlflowClient()
         parent_id = self.parent_id
         experiment_id = client.get_run(parent_id).info.experiment_id

@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,6 +18,7 @@ from runner.errors import TrackingError
 log = logging.getLogger(__name__)
 
 MAX_PARAM_CHARS = 6000
+_DATASET_ATTEMPTS = 3
 _INVALID_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_\-. :/]")
 _SECRET_KEY = re.compile(r"(api_?key|password|secret|passphrase|(^|[/_])(auth_)?token)$", re.IGNORECASE)
 
@@ -25,9 +27,31 @@ def default_tracking_uri(mlruns_dir: Path) -> str:
     return f"sqlite:///{mlruns_dir.resolve() / 'mlflow.db'}"
 
 
-def resolve_tracking_uri(configured: Optional[str], mlruns_dir: Path) -> str:
-    """Config value first, then $MLFLOW_TRACKING_URI, then a local SQLite store."""
-    return configured or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(mlruns_dir)
+def mlruns_dir(cfg: Any) -> Path:
+    """``paths.mlruns_dir`` under ``paths.root``: the local store, and a SQLite store's artifacts."""
+    return Path(cfg.paths.root).resolve() / cfg.paths.mlruns_dir
+
+
+def resolve_tracking_uri(cfg: Any) -> str:
+    """The tracking store of a run, a sweep, ``runner.compare`` and ``runner.reproduce`` alike.
+
+    ``tracking.uri`` first, then ``$MLFLOW_TRACKING_URI``, then SQLite under ``paths.mlruns_dir``
+    (created when used). A server that does not answer raises TrackingError at once, or with
+    ``tracking.required=false`` gives the local store.
+    """
+    local_dir = mlruns_dir(cfg)
+    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(local_dir)
+    try:
+        check_server(uri)
+    except TrackingError:
+        if cfg.tracking.required:
+            raise
+        local = default_tracking_uri(local_dir)
+        log.warning("MLflow server %s unreachable; tracking.required=false, logging to %s", uri, local)
+        uri = local
+    if uri.startswith("sqlite"):  # the experiment's artifacts go under mlruns_dir too (Tracker)
+        local_dir.mkdir(parents=True, exist_ok=True)
+    return uri
 
 
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -117,6 +141,11 @@ def git_commit(cwd: Path) -> str:
         return "unknown"
 
 
+# MLflow 3 opens an experiment in its GenAI view (traces, prompts) unless told it holds model training
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
+
+
 class Tracker:
     """Thin wrapper over the MLflow fluent API that owns one run."""
 
@@ -135,17 +164,15 @@ class Tracker:
             except Exception:  # noqa: BLE001 - another job created it first
                 if client.get_experiment_by_name(experiment) is None:
                     raise
+        found = client.get_experiment_by_name(experiment)
+        if found is not None and EXPERIMENT_KIND not in found.tags:  # made before the tag was set
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
         mlflow.set_experiment(experiment)
         self.experiment = experiment
         self.run_id: Optional[str] = None
 
     def start(self, run_name: str, tags: Mapping[str, str], parent_run_id: Optional[str] = None) -> str:
         self.reap_dead_runs()
-# MLflow 3 opens an experiment in its GenAI view (traces, prompts) unless told it holds model training
-EXPERIMENT_KIND = "mlflow.experimentKind"
-EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
-
-
         owner = {"runner.host": socket.gethostname(), "runner.pid": str(os.getpid())}
         run = self.mlflow.start_run(run_name=run_name, tags={**tags, **owner}, parent_run_id=parent_run_id)
         self.run_id = run.info.run_id
@@ -164,9 +191,6 @@ EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
         for run in running:
             tags = run.data.tags
             pid = tags.get("runner.pid")
-        found = client.get_experiment_by_name(experiment)
-        if found is not None and EXPERIMENT_KIND not in found.tags:  # made before the tag was set
-            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
             if tags.get("runner.host") == host and pid and pid.isdigit() and not _process_alive(int(pid)):
                 client.set_terminated(run.info.run_id, "KILLED")
                 log.warning("marked MLflow run %s KILLED: its process %s is gone", run.info.run_id, pid)
@@ -197,7 +221,17 @@ EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
 
         frame = pd.read_json(path, lines=True) if path.stat().st_size else pd.DataFrame()
         dataset = mlflow.data.from_pandas(frame, source=str(path), name=name)
-        self.mlflow.log_input(dataset, context=context)
+        for attempt in range(_DATASET_ATTEMPTS):
+            try:
+                self.mlflow.log_input(dataset, context=context)
+                return
+            except self.mlflow.exceptions.MlflowException as exc:
+                # Two jobs of a sweep logging the same cached dataset at once: the store checks for the
+                # dataset, then inserts it, so one of them can fail on its unique (experiment, name,
+                # digest). Its transaction is rolled back; the next attempt finds the dataset and links it.
+                if "unique" not in str(exc).lower() or attempt == _DATASET_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def log_table(self, path: Path, artifact_file: str) -> None:
         """A JSONL file as an MLflow table (browsable and comparable in the UI)."""

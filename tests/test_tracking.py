@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from runner import tracking
+from runner.errors import TrackingError
 from runner.pipeline import RunInfo, run_pipeline
 
 def test_flatten_joins_nested_keys_with_slashes() -> None:
@@ -43,13 +44,26 @@ def test_params_mask_secrets_keep_env_var_names_and_cut_long_values() -> None:
 
 
 def test_tracking_uri_prefers_config_then_environment_then_local_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    composed_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
-    assert tracking.resolve_tracking_uri("http://cfg:5000", tmp_path) == "http://cfg:5000"
-    assert tracking.resolve_tracking_uri(None, tmp_path) == "http://env:5000"
+    local_dir = tmp_path / "team" / "mlruns"
+    cfg = composed_cfg([f"paths.mlruns_dir={local_dir}", "tracking.uri=file:///cfg/mlruns"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "file:///env/mlruns")
+    assert tracking.resolve_tracking_uri(cfg) == "file:///cfg/mlruns"
+    cfg.tracking.uri = None
+    assert tracking.resolve_tracking_uri(cfg) == "file:///env/mlruns"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert tracking.resolve_tracking_uri(None, tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+    assert not local_dir.exists()
+    assert tracking.resolve_tracking_uri(cfg) == f"sqlite:///{local_dir.resolve()}/mlflow.db"
+    assert local_dir.is_dir()  # SQLite needs the folder; the experiment's artifacts go there too
+
+
+def test_an_unreachable_server_fails_or_falls_back_to_the_local_store(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg([f"paths.mlruns_dir={tmp_path / 'local'}", "tracking.uri=http://127.0.0.1:9", "tracking.required=true"])
+    with pytest.raises(TrackingError, match=r"127\.0\.0\.1:9 is unreachable"):
+        tracking.resolve_tracking_uri(cfg)
+    cfg.tracking.required = False
+    assert tracking.resolve_tracking_uri(cfg) == f"sqlite:///{(tmp_path / 'local').resolve()}/mlflow.db"
 
 
 def test_run_records_params_tags_artifacts_and_status(
