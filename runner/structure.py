@@ -155,7 +155,8 @@ def _default_in(text: str) -> str:
         match = _DEFAULT_SENTENCE.match(sentence)
         if match:
             value = match.group("value").strip()
-            if len(value.split()) <= _MAX_DEFAULT_WORDS and not re.search(r"\b(?:see|unless|depends|if)\b", value, re.IGNORECASE):
+            # a default "for" other entries, or one with conditions, is not this entry's plain default
+            if len(value.split()) <= _MAX_DEFAULT_WORDS and not re.search(r"\b(?:see|unless|depends|if|for)\b|\w=", value, re.IGNORECASE):
                 return value
     match = _THE_DEFAULT.search(_normalize(text))
     if match:
@@ -394,8 +395,8 @@ def _parse_terms(lines: list[str], heading: str, topic: str) -> list[Record]:
             kind = "setting"
         elif matched := _KEYWORD.match(line):
             kind = "keyword"
-        if not matched:
-            continue
+        if not matched or index and lines[index - 1].rstrip().endswith(","):
+            continue  # the last line of a wrapped list of terms ("MaxLevelKMsg=, MaxLevelConsole=,\nMaxLevelWall=")
         end = _indented_block(lines, index)
         if end > index:
             candidates.append((index, matched.group("name"), kind, end))

@@ -319,3 +319,19 @@ def test_conflicting_answers_to_one_question_are_dropped_and_repeats_kept_once()
         "What range of values does the option --bwlimit of pct clone accept?",
         "What does the option --bwlimit of pct clone do?",
     ]
+
+
+def test_the_last_line_of_a_wrapped_list_of_settings_is_no_setting_of_its_own() -> None:
+    # systemd 252, journald.conf(5): five settings share one paragraph and one "Defaults to" sentence each
+    text = """\
+       MaxLevelStore=, MaxLevelSyslog=, MaxLevelKMsg=, MaxLevelConsole=,
+       MaxLevelWall=
+           Controls the maximum log level of messages that are stored in the
+           journal, forwarded to syslog, kmsg, the console or wall (if that is
+           enabled, see above). Defaults to "debug"
+           for MaxLevelStore= and MaxLevelSyslog=, to ensure that the all
+           messages are stored in the journal and forwarded to syslog.
+           Defaults to "notice" for MaxLevelKMsg=, "info" for
+           MaxLevelConsole=, and "emerg" for MaxLevelWall=.
+"""
+    assert parse_records(text, topic="journald.conf") == []
