@@ -146,7 +146,8 @@ _CHOICES = re.compile(
 # "Takes a boolean argument." but not "Takes a boolean argument or the special values ..."
 _TAKES_TYPE = re.compile(r"\bTakes an? (?P<type>boolean|integer|unsigned integer|positive integer)(?: (?:argument|value|parameter))?(?=[.,;]| that\b| which\b)")
 _MUST_BE_TYPE = re.compile(r"\bThe argument must be an? (?P<type>integer|boolean)\.")
-_BETWEEN = re.compile(r"\bTakes an? (?:integer|number)(?: value)? between (?P<low>-?\d+) and (?P<high>-?\d+)\b")
+# "Takes an integer between -20 (highest priority) and 19 (lowest priority)"
+_BETWEEN = re.compile(r"\bTakes an? (?P<type>integer|number)(?: value)? between (?P<low>-?\d+)(?: \([^()]*\))? and (?P<high>-?\d+)\b")
 _CHOICE_TOKEN = re.compile(r"^[\w.+:/@-]+$")
 
 
@@ -174,6 +175,12 @@ def _choices_in(text: str) -> tuple[str, ...]:
     if len(items) < 2 or not all(_CHOICE_TOKEN.match(item) for item in items):
         return ()
     return tuple(items)
+
+
+def _range_in(text: str) -> tuple[str, str, str]:
+    """(value type, low, high) of "Takes an integer between A and B"; empty strings when not stated."""
+    match = _BETWEEN.search(_normalize(text))
+    return (match.group("type"), match.group("low"), match.group("high")) if match else ("", "", "")
 
 
 def _type_in(text: str) -> str:
@@ -339,6 +346,7 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
         if not owner:
             continue
         paragraph = body.split("\n\n")[0] if alone else body
+        value_type, low, high = _range_in(body)
         records.append(
             Record(
                 name=_flag_name(flags),
@@ -349,7 +357,9 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
                 last_line=end,
                 source_text="\n".join(lines[index : end + 1]).strip(),
                 choices=_choices_in(body),
-                value_type=_type_in(body),
+                value_type=value_type or _type_in(body),
+                low=low,
+                high=high,
                 default=_default_in(body),
                 description=_first_sentence(re.sub(r"\n\s*\n", "\n", paragraph) if inline else _first_paragraph(lines, index, end)),
             )
@@ -416,6 +426,7 @@ def _parse_terms(lines: list[str], heading: str, topic: str) -> list[Record]:
         if kind == "keyword" and not keyword_list:
             continue
         body = "\n".join(lines[index + 1 : end + 1])
+        value_type, low, high = _range_in(body)
         records.append(
             Record(
                 name=name,
@@ -426,7 +437,9 @@ def _parse_terms(lines: list[str], heading: str, topic: str) -> list[Record]:
                 last_line=end,
                 source_text="\n".join(lines[index : end + 1]).strip(),
                 choices=_choices_in(body) if kind != "env_var" else (),
-                value_type=_type_in(body) if kind != "env_var" else "",
+                value_type=value_type or _type_in(body) if kind != "env_var" else "",
+                low=low if kind != "env_var" else "",
+                high=high if kind != "env_var" else "",
                 default=_default_in(body) if kind != "env_var" else "",
                 description=_first_sentence(_first_paragraph(lines, index, end)),
             )

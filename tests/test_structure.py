@@ -335,3 +335,22 @@ def test_the_last_line_of_a_wrapped_list_of_settings_is_no_setting_of_its_own() 
            MaxLevelConsole=, and "emerg" for MaxLevelWall=.
 """
     assert parse_records(text, topic="journald.conf") == []
+
+
+def test_a_range_stated_in_the_description() -> None:
+    # systemd 252, systemd.exec(5), SCHEDULING
+    text = """\
+       Nice=
+           Sets the default nice level (scheduling priority) for executed
+           processes. Takes an integer between -20 (highest priority) and 19
+           (lowest priority). In case of resource contention, smaller values
+           mean more resources will be made available to the unit's processes.
+"""
+    assert _qa(text, topic="systemd.exec", kinds=("option_range", "option_purpose")) == [
+        ("option_range", "What range of values does the setting Nice= in systemd.exec accept?", "The setting Nice= in systemd.exec takes an integer from -20 to 19."),
+        (
+            "option_purpose",
+            "What does the setting Nice= in systemd.exec do?",
+            "The setting Nice= in systemd.exec sets the default nice level (scheduling priority) for executed processes.",
+        ),
+    ]
