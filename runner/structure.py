@@ -217,6 +217,32 @@ def _typed_kind(name: str, sep: str) -> str:
     return "key" if sep.startswith(":") or sep == "=" else ""
 
 
+_NUMBERED_HEADING = re.compile(r"^\s*\d+(?:\.\d+)*\.?\s+[A-Z]")
+_OPEN_ENDING = re.compile(r"\b(?:a|an|the|and|or|of|to|in|on|for|with|from|by|as|is|are)$|[,:;(]$")
+
+
+def _typed_description(lines: list[str], index: int, rest: str) -> tuple[list[str], int]:
+    """The description lines of the typed entry at ``index`` and its last line.
+
+    A PDF keeps no blank line between an entry's description and what follows, so the description
+    also ends where an unpunctuated line meets a capitalised one ("OS architecture type" above
+    "8.2 Next section"), unless the line stops on a word that cannot end a phrase ("of the")."""
+    if rest:
+        return [rest], index  # a PDF row with its description on the same line: the next line is not ours
+    description: list[str] = []
+    end = index
+    while end + 1 < len(lines) and len(description) < 6:
+        following = lines[end + 1].strip()
+        if not following or _TYPED.match(following) or _synopsis_command(following) or _NUMBERED_HEADING.match(following):
+            break
+        last = description[-1].strip() if description else ""
+        if last and following[:1].isupper() and not re.search(r"[.!?)]$", last) and not _OPEN_ENDING.search(last):
+            break
+        description.append(following)
+        end += 1
+    return description, end
+
+
 def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
     records: list[Record] = []
     parent_key = ""
@@ -231,18 +257,7 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
         kind = _typed_kind(name, sep)
         if not kind:
             continue
-        end = index
-        description_lines = [match.group("rest")] if match.group("rest") else []
-        while not description_lines or end + 1 < len(lines):
-            if end + 1 >= len(lines):
-                break
-            following = lines[end + 1]
-            if not following.strip() or _TYPED.match(following) or _synopsis_command(following) or len(description_lines) >= 6:
-                break
-            if match.group("rest"):
-                break  # description on the entry's own line (a PDF row): the next line is not ours
-            description_lines.append(following)
-            end += 1
+        description_lines, end = _typed_description(lines, index, match.group("rest"))
         if kind == "key" and sep == "=":
             owner, link = parent_key, "of"  # a property-string field belongs to the key above it
             if not owner:

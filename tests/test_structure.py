@@ -354,3 +354,18 @@ def test_a_range_stated_in_the_description() -> None:
             "The setting Nice= in systemd.exec sets the default nice level (scheduling priority) for executed processes.",
         ),
     ]
+
+
+def test_a_typed_description_ends_where_a_pdf_goes_on_with_the_next_section() -> None:
+    # pct(1) "pct create" entries as a PDF extractor returns them (no blank lines); the heading and prose after
+    # them and the wrap before a capital are made up, to put the boundaries where a real page can have them
+    text = """\
+pct create <vmid> <ostemplate> [OPTIONS]
+--tty <integer> (0 - 6) (default = 2)
+Specify the number of tty available to the container
+11.3.2 Container Settings
+General settings of a container include the node, the VMID and the hostname."""
+    (record,) = parse_records(text)
+    assert (record.description, record.last_line) == ("Specify the number of tty available to the container", 2)
+    wrapped = "pct create <vmid> <ostemplate> [OPTIONS]\n--cores <integer> (1 - 8192)\nThe number of cores assigned to the\nContainer. A container can use all available cores by default."
+    assert parse_records(wrapped)[0].description == "The number of cores assigned to the Container."
