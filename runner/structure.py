@@ -135,9 +135,12 @@ def _command_above(lines: list[str], index: int) -> str:
 # --- parsing values out of an entry's text ------------------------------------------------------
 
 _DEFAULT_SENTENCE = re.compile(
-    r"^(?:The default(?: value)? is|Defaults to|Default is|Default:|The default value of this option is)\s+(?P<value>.+?)\.?$"
-)
+    r"^(?:The default(?: value)? is|Defaults to|Default is|Default:|The default value of this option is)\s+(?P<value>.+?)\.$"
+)  # the period too: a sentence the chunk cut off ('Defaults to "auto" in') states no default
 _PAREN_DEFAULT = re.compile(r"\(default(?: is|:| =|=)?\s+(?P<value>[^\s()]+)\)")
+# "(default: ~)" is the default of the noun before it: of the entry only after "Sets the ...", not in
+# "Enables the command line option in the EscapeChar menu for interactive sessions (default '~C')"
+_SETS_THE = re.compile(r"^(?:Sets|Specifies|Selects|Gives|Defines) the\b")
 # "any (the default)", "yes (the default) or all", "If set to no (the default)"
 _THE_DEFAULT = re.compile(r"(?:\b(?:are|is|to|or|and)|,)\s+(?P<value>[\w.+:/-]+|\"[^\"]+\")\s+\(the default\b")
 _CHOICES = re.compile(
@@ -151,8 +154,10 @@ _BETWEEN = re.compile(r"\bTakes an? (?P<type>integer|number)(?: value)? between 
 _CHOICE_TOKEN = re.compile(r"^[\w.+:/@-]+$")
 
 
-def _default_in(text: str) -> str:
-    for sentence in _sentences(text):
+def _default_in(text: str, one_line: bool = False) -> str:
+    """The entry's default as its text states it; ``one_line``: a summary line ("suffix (default: ~)")."""
+    sentences = _sentences(text)
+    for sentence in sentences:
         match = _DEFAULT_SENTENCE.match(sentence)
         if match:
             value = match.group("value").strip()
@@ -162,8 +167,11 @@ def _default_in(text: str) -> str:
     match = _THE_DEFAULT.search(_normalize(text))
     if match:
         return _unquote(match.group("value"))
-    match = _PAREN_DEFAULT.search(_normalize(text))
-    return _unquote(match.group("value")) if match else ""
+    for sentence in sentences:
+        match = _PAREN_DEFAULT.search(sentence)
+        if match and (one_line or _SETS_THE.match(sentence)):
+            return _unquote(match.group("value"))
+    return ""
 
 
 def _choices_in(text: str) -> tuple[str, ...]:
@@ -375,7 +383,7 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
                 value_type=value_type or _type_in(body),
                 low=low,
                 high=high,
-                default=_default_in(body),
+                default=_default_in(body, one_line=bool(inline)),
                 description=_first_sentence(re.sub(r"\n\s*\n", "\n", paragraph) if inline else _first_paragraph(lines, index, end)),
             )
         )

@@ -369,3 +369,23 @@ General settings of a container include the node, the VMID and the hostname."""
     assert (record.description, record.last_line) == ("Specify the number of tty available to the container", 2)
     wrapped = "pct create <vmid> <ostemplate> [OPTIONS]\n--cores <integer> (1 - 8192)\nThe number of cores assigned to the\nContainer. A container can use all available cores by default."
     assert parse_records(wrapped)[0].description == "The number of cores assigned to the Container."
+
+
+def test_a_parenthesised_default_of_another_noun_or_a_sentence_the_chunk_cut_is_no_default() -> None:
+    # OpenSSH 9.2 ssh_config(5): "(default '~C')" is the escape sequence's, the keyword is disabled by default
+    escape = """\
+     EnableEscapeCommandline
+             Enables the command line option in the EscapeChar menu for interactive
+              sessions (default \u2018~C\u2019).  By default, the command line is
+             disabled.
+
+     EscapeChar
+             Sets the escape character (default: \u2018~\u2019).  The escape character
+             can also be set on the command line.
+"""
+    assert [(r.name, r.default) for r in parse_records(escape, topic="ssh_config")] == [("EnableEscapeCommandline", ""), ("EscapeChar", "~")]
+    # systemd 252 journald.conf(5), Storage=, as a chunk that ends inside the sentence
+    cut = """\
+       Storage=
+           Controls where to store journal data. Defaults to "auto" in"""
+    assert [(r.name, r.default) for r in parse_records(cut, topic="journald.conf")] == [("Storage=", "")]
