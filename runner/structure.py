@@ -368,7 +368,6 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
         owner = _command_above(lines, index) or _heading_owner(heading) or topic
         if not owner:
             continue
-        paragraph = body.split("\n\n")[0] if alone else body
         value_type, low, high = _range_in(body)
         records.append(
             Record(
@@ -384,7 +383,7 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
                 low=low,
                 high=high,
                 default=_default_in(body, one_line=bool(inline)),
-                description=_first_sentence(re.sub(r"\n\s*\n", "\n", paragraph) if inline else _first_paragraph(lines, index, end)),
+                description=_first_sentence(body if inline else _first_paragraph(lines, index, end)),
             )
         )
     return records
