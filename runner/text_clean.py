@@ -1,4 +1,5 @@
-"""Text repairs a real PDF needs: compatibility characters and words hyphenated across lines.
+"""Text repairs a real PDF needs: compatibility characters, running headers and footers, and words
+hyphenated across lines.
 
 A line-end hyphen is either a break inside one word ("con-\\ntroller") or a real hyphen
 that happened to fall at the line end ("read-\\nonly", "x86-\\n64"). The document decides:
@@ -22,11 +23,38 @@ _SPACED_BREAK = re.compile(r"(\w+)- (\w+)")
 _SOFT_HYPHEN_BREAK = re.compile(r"(\w)\u00ad[ \t]*\n[ \t]*(\w)")
 _WORD = re.compile(r"\w+")
 _COMPOUND = re.compile(r"\w+(?:-\w+)+")
+_EDGE_LINES = 2  # lines at the top and bottom of a page checked for running headers/footers
 
 
 def normalize_unicode(text: str) -> str:
     """NFKC: ligatures (U+FB01 'ﬁ' -> 'fi'), no-break and full-width spaces, compatibility forms."""
     return unicodedata.normalize("NFKC", text)
+
+
+def strip_running_lines(texts: list[str], min_fraction: float) -> tuple[list[str], list[str]]:
+    """Remove lines repeated at the top or bottom of most pages (running headers/footers); return them too."""
+    if len(texts) < 3:
+        return texts, []
+    counts: Counter[str] = Counter()
+    for text in texts:
+        lines = [line for line in text.splitlines() if line.strip()]
+        counts.update({_edge_signature(line) for line in lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]})
+    threshold = max(2, int(min_fraction * len(texts) + 0.999))
+    repeated = {signature for signature, count in counts.items() if count >= threshold}
+    if not repeated:
+        return texts, []
+    return ["\n".join(_drop_edge_lines(text.splitlines(), repeated)) for text in texts], sorted(repeated)
+
+
+def _edge_signature(line: str) -> str:
+    """Page numbers change from page to page; compare lines with digits masked."""
+    return re.sub(r"\d+", "#", line.strip())
+
+
+def _drop_edge_lines(lines: list[str], repeated: set[str]) -> list[str]:
+    non_empty = [i for i, line in enumerate(lines) if line.strip()]
+    edge_ids = set(non_empty[:_EDGE_LINES] + non_empty[-_EDGE_LINES:])
+    return [line for i, line in enumerate(lines) if not (i in edge_ids and _edge_signature(line) in repeated)]
 
 
 def join_hyphenated_breaks(texts: list[str]) -> list[str]:

@@ -1,8 +1,9 @@
-"""Text repairs: NFKC and words hyphenated across lines, decided by the forms the document itself uses."""
+"""Text repairs: NFKC, running headers/footers, and words hyphenated across lines, decided by the forms the
+document itself uses."""
 
 from __future__ import annotations
 
-from runner.text_clean import join_hyphenated_breaks, normalize_unicode
+from runner.text_clean import join_hyphenated_breaks, normalize_unicode, strip_running_lines
 
 
 def test_nfkc_unfolds_ligatures_and_compatibility_spaces() -> None:
@@ -50,3 +51,12 @@ def test_soft_hyphens_are_always_a_break() -> None:
 def test_a_hyphen_at_the_end_of_a_paragraph_is_left_alone() -> None:
     text = "Options end with a dash -\n\n- a list item follows"
     assert join_hyphenated_breaks([text]) == [text]
+
+
+def test_running_headers_and_footers_are_stripped_with_page_numbers_masked() -> None:
+    topics = ["alpha", "bravo", "charlie", "delta"]
+    pages = [f"Relay Guide\nThe {t} valve opens first.\nThe {t} line drains.\nPage {n} of 9" for n, t in enumerate(topics, 1)]
+    texts, removed = strip_running_lines(pages, 0.5)
+    assert removed == ["Page # of #", "Relay Guide"]
+    assert texts[1] == "The bravo valve opens first.\nThe bravo line drains."
+    assert strip_running_lines(pages[:2], 0.5) == (pages[:2], [])  # two pages: too few to tell

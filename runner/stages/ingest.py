@@ -4,14 +4,13 @@ Bad documents (corrupt, encrypted without password, text-less, empty, unsupporte
 are reported by name and skipped; the run stops only when nothing usable is left.
 Text is cleaned the same way for every document (NFKC; in PDFs, words hyphenated
 across lines joined) and each page carries the section headings in force on it.
-PDF reading is in runner/pdf_text.py and runner/pdf_headings.py.
+PDF reading is in runner/pdf_text.py and runner/pdf_headings.py, the text repairs in
+runner/text_clean.py, where headings fall in a page's text in runner/headings.py.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,16 +21,14 @@ from runner.artifacts import Ingest
 from runner.cache import write_json_atomic
 from runner.errors import InputError
 from runner.headings import SourceHeading, markdown_headings, page_headings
-from runner.jsonl import write_jsonl
 from runner.documents import discover_documents
+from runner.jsonl import write_jsonl
 from runner.pdf_headings import read_pdf_headings
 from runner.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
 from runner.stage import StageContext, StageResult
-from runner.text_clean import join_hyphenated_breaks, normalize_unicode
+from runner.text_clean import join_hyphenated_breaks, normalize_unicode, strip_running_lines
 
 log = logging.getLogger(__name__)
-
-_EDGE_LINES = 2  # lines at the top and bottom of a page checked for running headers/footers
 
 
 @dataclass
@@ -64,38 +61,6 @@ def read_text(path: Path) -> tuple[list[Page], str | None]:
         text = data.decode("cp1252", errors="replace")
         warning = f"not UTF-8 (byte {exc.start}); decoded as cp1252"
     return [Page(str(path), 1, text)], warning
-
-
-def _edge_signature(line: str) -> str:
-    """Page numbers change from page to page; compare lines with digits masked."""
-    return re.sub(r"\d+", "#", line.strip())
-
-
-def strip_repeated_lines(pages: list[Page], min_fraction: float) -> tuple[list[Page], list[str]]:
-    """Remove lines repeated at the top or bottom of most pages (running headers/footers)."""
-    if len(pages) < 3:
-        return pages, []
-    counts: Counter[str] = Counter()
-    for page in pages:
-        lines = [line for line in page.text.splitlines() if line.strip()]
-        edges = lines[:_EDGE_LINES] + lines[-_EDGE_LINES:]
-        counts.update({_edge_signature(line) for line in edges})
-    threshold = max(2, int(min_fraction * len(pages) + 0.999))
-    repeated = {sig for sig, count in counts.items() if count >= threshold}
-    if not repeated:
-        return pages, []
-    cleaned = []
-    for page in pages:
-        lines = page.text.splitlines()
-        keep = _drop_edge_lines(lines, repeated)
-        cleaned.append(Page(page.source, page.page, "\n".join(keep)))
-    return cleaned, sorted(repeated)
-
-
-def _drop_edge_lines(lines: list[str], repeated: set[str]) -> list[str]:
-    non_empty = [i for i, line in enumerate(lines) if line.strip()]
-    edge_ids = set(non_empty[:_EDGE_LINES] + non_empty[-_EDGE_LINES:])
-    return [line for i, line in enumerate(lines) if not (i in edge_ids and _edge_signature(line) in repeated)]
 
 
 def read_pdf(path: Path, ingest_cfg: Any) -> tuple[list[Page], PdfText]:
@@ -134,32 +99,38 @@ def _load_pdf(path: Path, ingest_cfg: Any) -> LoadedDocument:
     empty = sum(len(p.text.strip()) < ingest_cfg.min_chars_per_page for p in pages)
     if empty:
         doc.warnings.append(f"{empty} of {len(pages)} pages have no extractable text")
-    pages = _strip_running_lines(path, pages, ingest_cfg)
+    pages = _leave_out_unspaced(doc, _strip_running_lines(path, pages, ingest_cfg), pdf, ingest_cfg)
     texts = join_hyphenated_breaks([p.text for p in pages])
-    pages = [Page(p.source, p.page, text) for p, text in zip(pages, texts)]
-    if pdf.unspaced_pages:
-        reason = f"no word spacing after {pdf.extractor} (ingest.spacing_max_long_share={ingest_cfg.spacing_max_long_share})"
-        doc.skipped_pages = [(number, reason) for number in pdf.unspaced_pages]
-        doc.warnings.append(f"{len(pdf.unspaced_pages)} of {len(pages)} pages left out: {reason}; pages {_page_list(pdf.unspaced_pages)}")
-        pages = [p for p in pages if p.page not in set(pdf.unspaced_pages)]
-        if not any(p.text.strip() for p in pages):
-            raise DocumentSkipped(f"every page with text lost its word spacing ({pdf.choice.get('reason')})")
+    doc.pages = [Page(p.source, p.page, text) for p, text in zip(pages, texts)]
     raw, source = read_pdf_headings(path, ingest_cfg.pdf_password, ingest_cfg.heading_min_font_ratio)
     headings = [SourceHeading(h.page, h.level, normalize_unicode(h.title)) for h in raw]
     # an outline names real sections even where the text does not show the title; a layout line must be there
-    doc.headings = page_headings([(p.page, p.text) for p in pages], headings, keep_unlocated=source == "outline")
+    doc.headings = page_headings([(p.page, p.text) for p in doc.pages], headings, keep_unlocated=source == "outline")
     doc.extraction["headings"] = source
-    doc.pages = pages
     return doc
+
+
+def _leave_out_unspaced(doc: LoadedDocument, pages: list[Page], pdf: PdfText, ingest_cfg: Any) -> list[Page]:
+    """Pages the chosen extractor could not space are reported and dropped (after header detection saw them)."""
+    if not pdf.unspaced_pages:
+        return pages
+    reason = f"no word spacing after {pdf.extractor} (ingest.spacing_max_long_share={ingest_cfg.spacing_max_long_share})"
+    doc.skipped_pages = [(number, reason) for number in pdf.unspaced_pages]
+    doc.warnings.append(f"{len(pdf.unspaced_pages)} of {len(pages)} pages left out: {reason}; pages {_page_list(pdf.unspaced_pages)}")
+    unspaced = set(pdf.unspaced_pages)
+    kept = [p for p in pages if p.page not in unspaced]
+    if not any(p.text.strip() for p in kept):
+        raise DocumentSkipped(f"every page with text lost its word spacing ({pdf.choice.get('reason')})")
+    return kept
 
 
 def _strip_running_lines(path: Path, pages: list[Page], ingest_cfg: Any) -> list[Page]:
     if not ingest_cfg.strip_repeated_lines:
         return pages
-    pages, removed = strip_repeated_lines(pages, ingest_cfg.repeated_line_min_fraction)
+    texts, removed = strip_running_lines([p.text for p in pages], ingest_cfg.repeated_line_min_fraction)
     if removed:
         log.info("%s: removed repeated header/footer lines %s", path.name, removed)
-    return pages
+    return [Page(p.source, p.page, text) for p, text in zip(pages, texts)]
 
 
 def _detector_numbers(choice: dict[str, Any]) -> str:
