@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 _MARKDOWN_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
@@ -25,7 +25,7 @@ class SourceHeading:
     page: int  # 1-based page the section starts on
     level: int  # 0 = top level
     title: str
-    offset: Optional[int] = None  # character offset in the page text when known (Markdown)
+    offset: int | None = None  # character offset in the page text when known (Markdown)
 
 
 def markdown_headings(text: str, page: int = 1) -> list[SourceHeading]:
@@ -79,7 +79,7 @@ def page_headings(
     return result
 
 
-def locate_heading(text: str, title: str, start: int = 0) -> Optional[int]:
+def locate_heading(text: str, title: str, start: int = 0) -> int | None:
     """Offset of the line at or after ``start`` that holds ``title`` (spacing and case ignored, numbering allowed)."""
     wanted = _squash(title)
     if not wanted:

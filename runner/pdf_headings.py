@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class _Line:
     position: int  # the line's place on its page, to tell a wrapped heading from two headings
 
 
-def read_pdf_headings(path: Path, password: Optional[str], min_font_ratio: float) -> tuple[list[RawHeading], str]:
+def read_pdf_headings(path: Path, password: str | None, min_font_ratio: float) -> tuple[list[RawHeading], str]:
     """The document's headings in reading order and where they came from (outline, layout or none)."""
     import pypdfium2 as pdfium
 
@@ -145,7 +145,7 @@ def _with_levels(lines: list[_Line], body: float) -> list[tuple[_Line, int]]:
 def _merge_wrapped(leveled: list[tuple[_Line, int]]) -> list[RawHeading]:
     """A heading wrapped over two lines reads as two lines of the same size, one after the other."""
     headings: list[RawHeading] = []
-    previous: Optional[_Line] = None
+    previous: _Line | None = None
     for line, level in leveled:
         wrapped = (
             previous is not None

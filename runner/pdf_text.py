@@ -13,7 +13,7 @@ import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class SpacingRule:
     max_long_share: float  # a page with a larger share of its letters in such runs has lost its spacing
 
 
-def long_word_share(text: str, max_word_letters: int) -> Optional[float]:
+def long_word_share(text: str, max_word_letters: int) -> float | None:
     """Share of the page's letters in alphabetic runs longer than ``max_word_letters``; None when too short to judge."""
     runs = _ALPHA_RUN.findall(text)
     letters = sum(map(len, runs))
@@ -60,7 +60,7 @@ def unspaced_pages(texts: list[str], rule: SpacingRule) -> tuple[list[int], list
     return bad, [share for share in shares if share is not None]
 
 
-def read_pdf_text(path: Path, password: Optional[str], extractor: str, rule: SpacingRule) -> PdfText:
+def read_pdf_text(path: Path, password: str | None, extractor: str, rule: SpacingRule) -> PdfText:
     """Extract every page with ``extractor`` (pypdf, pypdfium2, or auto: pypdf, PDFium when spacing is lost).
 
     auto reads with pypdf; when any page lost its word spacing it also reads with PDFium and
@@ -94,11 +94,11 @@ def read_pdf_text(path: Path, password: Optional[str], extractor: str, rule: Spa
     return PdfText(texts, PYPDF, choice, bad)
 
 
-def _median(shares: list[float]) -> Optional[float]:
+def _median(shares: list[float]) -> float | None:
     return round(statistics.median(shares), 3) if shares else None
 
 
-def read_with_pypdf(path: Path, password: Optional[str]) -> list[str]:
+def read_with_pypdf(path: Path, password: str | None) -> list[str]:
     from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
     try:
@@ -122,20 +122,19 @@ def read_with_pypdf(path: Path, password: Optional[str]) -> list[str]:
         raise PdfUnreadable(f"unreadable PDF ({type(exc).__name__}: {exc})") from None
 
 
-def open_pypdf(path: Path, password: Optional[str]) -> Any:
+def open_pypdf(path: Path, password: str | None) -> Any:
     """A decrypted ``PdfReader``; raises PdfUnreadable for a password that does not open it."""
     from pypdf import PdfReader
 
     reader = PdfReader(str(path))
-    if reader.is_encrypted:
-        # many PDFs are "encrypted" with an empty user password: try it before asking for one
-        if not reader.decrypt(password or ""):
-            hint = "wrong ingest.pdf_password" if password else "set ingest.pdf_password"
-            raise PdfUnreadable(f"encrypted PDF ({hint})")
+    # many PDFs are "encrypted" with an empty user password: try it before asking for one
+    if reader.is_encrypted and not reader.decrypt(password or ""):
+        hint = "wrong ingest.pdf_password" if password else "set ingest.pdf_password"
+        raise PdfUnreadable(f"encrypted PDF ({hint})")
     return reader
 
 
-def read_with_pdfium(path: Path, password: Optional[str]) -> list[str]:
+def read_with_pdfium(path: Path, password: str | None) -> list[str]:
     import pypdfium2 as pdfium
 
     try:

@@ -14,6 +14,7 @@ break) is joined only on evidence.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -74,7 +75,7 @@ class _WordForms:
             self.words.update(word.lower() for word in _WORD.findall(text))
             for compound in _COMPOUND.findall(text):
                 parts = compound.lower().split("-")
-                self.pairs.update(f"{left}-{right}" for left, right in zip(parts, parts[1:]))
+                self.pairs.update(f"{left}-{right}" for left, right in itertools.pairwise(parts))
 
     def _joined_wins(self, left: str, right: str) -> bool | None:
         """True to join, False to keep the hyphen, None without evidence either way."""

@@ -13,20 +13,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from tqdm import tqdm
 
 from runner.artifacts import Ingest
 from runner.cache import write_json_atomic
+from runner.documents import discover_documents
 from runner.errors import InputError
 from runner.headings import SourceHeading, markdown_headings, page_headings
-from runner.documents import discover_documents
 from runner.jsonl import write_jsonl
 from runner.pdf_headings import read_pdf_headings
 from runner.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
 from runner.stage import StageContext, StageResult
-from runner.text_clean import join_hyphenated_breaks, normalize_unicode, strip_running_lines
+from runner.text_clean import (
+    join_hyphenated_breaks,
+    normalize_unicode,
+    strip_running_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ class LoadedDocument:
     pages: list[Page]
     warnings: list[str] = field(default_factory=list)
     skipped_pages: list[tuple[int, str]] = field(default_factory=list)  # (page, reason)
-    extraction: Optional[dict[str, Any]] = None  # PDFs: the extractor chosen and the detector's numbers
+    extraction: dict[str, Any] | None = None  # PDFs: the extractor chosen and the detector's numbers
     headings: dict[int, dict[str, Any]] = field(default_factory=dict)  # page -> heading_path, headings
 
 
