@@ -64,6 +64,13 @@ index.add(vectors)
 _, ids = index.search(vectors[:2], 3)
 print(json.dumps({"detail": f"faiss {faiss.__version__}, top-3 search"}))
 """
+_PDFIUM = """
+import json, pypdfium2 as pdfium
+document = pdfium.PdfDocument.new()
+page = document.new_page(200, 200)
+text = page.get_textpage().get_text_range()
+print(json.dumps({"detail": f"pypdfium2 {pdfium.version.PYPDFIUM_INFO}, a page read"}))
+"""
 _EMBEDDINGS = """
 import json, os, sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -88,6 +95,7 @@ PARTS: dict[str, Part] = {
     "torch": Part("torch", "torch", _TORCH, "reinstall the CPU build: `.venv/bin/pip install --force-reinstall torch==2.13.0`"),
     "faiss": Part("faiss", "faiss-cpu", _FAISS, "reinstall it: `.venv/bin/pip install --force-reinstall faiss-cpu`"),
     "embeddings": Part("embeddings", "sentence-transformers", _EMBEDDINGS, "reinstall torch and sentence-transformers (`make install`)"),
+    "pdfium": Part("pdfium", "pypdfium2", _PDFIUM, "reinstall it: `.venv/bin/pip install --force-reinstall pypdfium2`, or set ingest.pdf_extractor=pypdf"),
 }
 
 
@@ -260,6 +268,7 @@ def default_arguments(root: Path) -> dict[str, str]:
         "torch": "",
         "faiss": "",
         "embeddings": resolve_embedding_model("embedded:all-minilm-l6-v2", root),
+        "pdfium": "",
     }
     if importlib.util.find_spec("mlx") is not None:
         wanted["mlx"] = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import logging
 import socket
 import tempfile
@@ -35,11 +36,25 @@ class StageSpec:
     fingerprint: Optional[Callable[[DictConfig, Path], Any]] = None
 
 
+# the PDF text extractors: an upgrade can change the extracted text
+_EXTRACTORS = ("pypdf", "pypdfium2")
+
+
 def _document_fingerprint(cfg: DictConfig, root: Path) -> Any:
     from runner.documents import discover_documents
 
     files, _ = discover_documents(cfg.ingest, root)
-    return [[_relative_to(path, root), hash_file(path)] for path in files]
+    return {
+        "documents": [[_relative_to(path, root), hash_file(path)] for path in files],
+        "extractors": [_version(name) for name in _EXTRACTORS],
+    }
+
+
+def _version(distribution: str) -> str:
+    try:
+        return f"{distribution} {importlib.metadata.version(distribution)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{distribution} not installed"
 
 
 def _relative_to(path: Path, root: Path) -> str:
@@ -111,8 +126,14 @@ _ANSWER_PROMPTS = ("prompts.answer_system", "prompts.answer_user", "prompts.chec
 _LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable")
 
 STAGES: tuple[StageSpec, ...] = (
-    StageSpec("ingest", "runner.stages.ingest", ("ingest",), fingerprint=_document_fingerprint),
-    StageSpec("chunk", "runner.stages.chunk", ("chunk",), ("ingest",), fingerprint=_tokenizer_fingerprint),
+    StageSpec(
+        "ingest",
+        "runner.stages.ingest",
+        ("ingest",),
+        code=("runner.documents", "runner.pdf_text", "runner.pdf_headings", "runner.text_clean", "runner.headings"),
+        fingerprint=_document_fingerprint,
+    ),
+    StageSpec("chunk", "runner.stages.chunk", ("chunk",), ("ingest",), code=("runner.headings",), fingerprint=_tokenizer_fingerprint),
     StageSpec("index", "runner.stages.index", ("index",), ("chunk",), code=("runner.retrieval", "runner.models")),
     StageSpec(
         "generate",
@@ -292,6 +313,8 @@ def native_parts(cfg: DictConfig, stages: list[StageSpec], root: Path) -> dict[s
 
     names = {spec.name for spec in stages}
     wanted: dict[str, str] = {}
+    if "ingest" in names:
+        wanted["pdfium"] = ""
     if names & {"index", "curate", "answer", "eval"}:
         wanted["faiss"] = ""
         wanted["embeddings"] = resolve_embedding_model(cfg.index.embedding_model, root)
