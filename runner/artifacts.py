@@ -49,6 +49,9 @@ class Dataset:
     TRAIN = "train.jsonl"
     VALID = "valid.jsonl"
     PROVENANCE = "provenance.jsonl"
+    # questions the eval stage asks, one per line: set (heldout | unseen | train), id, question,
+    # reference (the fact sentence), fact_id, chunk_id, context (the fact's chunk with its heading)
+    EVAL_SETS = "eval_sets.jsonl"
     COVERAGE = "coverage.png"
 
 
