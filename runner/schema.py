@@ -161,6 +161,47 @@ class GenerateConfig:
 
 
 @dataclass
+class JudgePromptConfig:
+    # placeholders: {topic}, {question}, {fact} (the question's fact, else its chunk), {heading} (its section)
+    system: str = (
+        "You review questions for a question-answer training set about the {topic} documentation. Each "
+        "question is answered by its fact alone, so judge the pair as a reader who never saw the document. "
+        "Score 5: the question is specific (it names what it asks about and makes sense without the document) "
+        "and the fact answers it exactly, with no false statement. Score 3: the fact answers it only in part, "
+        "or the question is vague. Score 1: a generic question, one that leans on unseen context (this, it, "
+        "the above), a fact that does not answer it, or a false premise. Reply with JSON only: a short reason, "
+        "then the score."
+    )
+    user: str = "Section: {heading}\nFact: {fact}\nQuestion: {question}"
+
+
+@dataclass
+class JudgeConfig:
+    """An optional last curation pass: a (stronger) model scores each question against its fact.
+
+    The null values take the pipeline's own: backend, base_url, api_model, api_key_env and
+    response_format from ``llm.*``; gguf_path from ``model.gguf_path``. Speed and retry settings
+    (n_ctx, n_threads, parallel, timeout_s, max_retries, ...) always come from ``llm.*``.
+    """
+
+    enabled: bool = False
+    backend: Optional[str] = None  # llama_cpp | openai | null = llm.backend
+    # llama_cpp: a second GGUF ("embedded:<name>" or a path); null = model.gguf_path
+    gguf_path: Optional[str] = None
+    # null = the judge GGUF's own chat template (model.chat_format when the judge is the pipeline's model)
+    chat_format: Optional[str] = None
+    # openai: the judge's server (one URL or a list), model name, key variable and JSON mode
+    base_url: Any = None
+    api_model: Optional[str] = None
+    api_key_env: Optional[str] = None
+    response_format: Optional[str] = None
+    # a question whose score (1-5) is below this is dropped as judge_rejected
+    min_score: int = 4
+    max_tokens: int = 128  # room for the short reason (at most 160 characters) and the score
+    prompt: JudgePromptConfig = field(default_factory=JudgePromptConfig)
+
+
+@dataclass
 class CurateConfig:
     drop_patterns: list[str] = field(
         default_factory=lambda: [
@@ -192,6 +233,7 @@ class CurateConfig:
     )
     # fact-anchored questions: keep the first N passing candidates per fact (null: keep all)
     max_per_fact: Optional[int] = 1
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass
@@ -352,17 +394,20 @@ PROMPT_PLACEHOLDERS = {
 }
 
 
-def _check_prompt_placeholders(prompts: Any) -> None:
-    for key, allowed in PROMPT_PLACEHOLDERS.items():
+JUDGE_PROMPT_PLACEHOLDERS = {"system": {"topic"}, "user": {"topic", "question", "fact", "heading"}}
+
+
+def _check_prompt_placeholders(prompts: Any, placeholders: dict[str, set[str]] = PROMPT_PLACEHOLDERS, prefix: str = "prompts") -> None:
+    for key, allowed in placeholders.items():
         template = getattr(prompts, key)
         try:
             used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
         except ValueError as exc:
-            raise ConfigError(f"prompts.{key} is not a valid template: {exc}") from None
+            raise ConfigError(f"{prefix}.{key} is not a valid template: {exc}") from None
         unknown = sorted(used - allowed)
         if unknown:
             raise ConfigError(
-                f"prompts.{key} uses unknown placeholder {{{unknown[0]}}}: allowed are "
+                f"{prefix}.{key} uses unknown placeholder {{{unknown[0]}}}: allowed are "
                 + ", ".join("{" + name + "}" for name in sorted(allowed))
             )
 
@@ -443,6 +488,18 @@ def validate(cfg: Any) -> None:
     _check(cfg.curate.max_per_fact is None or cfg.curate.max_per_fact >= 1, "curate.max_per_fact", cfg.curate.max_per_fact, "must be >= 1 or null")
     _check(0.0 <= cfg.curate.min_fact_overlap <= 1.0, "curate.min_fact_overlap", cfg.curate.min_fact_overlap, "must be in [0, 1]")
     _check(cfg.curate.specificity_k > 0, "curate.specificity_k", cfg.curate.specificity_k, "must be > 0")
+    judge = cfg.curate.judge
+    _check(judge.backend in (None, "llama_cpp", "openai"), "curate.judge.backend", judge.backend, "must be one of llama_cpp, openai, or null (llm.backend)")
+    _check(1 <= judge.min_score <= 5, "curate.judge.min_score", judge.min_score, "must be in [1, 5]")
+    _check(0 < judge.max_tokens < cfg.llm.n_ctx, "curate.judge.max_tokens", judge.max_tokens, f"must be > 0 and < llm.n_ctx ({cfg.llm.n_ctx})")
+    _check(judge.response_format in (None, *_CHOICES["llm.response_format"]), "curate.judge.response_format", judge.response_format, "must be one of json_object, json_schema, none, or null (llm.response_format)")
+    if judge.base_url is not None:
+        judge_urls = list(judge.base_url) if OmegaConf.is_list(judge.base_url) else [judge.base_url]
+        _check(
+            bool(judge_urls) and all(isinstance(url, str) and url.startswith(("http://", "https://")) for url in judge_urls),
+            "curate.judge.base_url", judge.base_url if isinstance(judge.base_url, str) else judge_urls, "must be an http(s) URL, a list of them, or null (llm.base_url)",
+        )
+    _check_prompt_placeholders(judge.prompt, JUDGE_PROMPT_PLACEHOLDERS, "curate.judge.prompt")
 
     _check_prompt_placeholders(cfg.prompts)
     _check(cfg.answer.max_tokens > 0, "answer.max_tokens", cfg.answer.max_tokens, "must be > 0")
