@@ -36,7 +36,8 @@ class Generate:
 
 class Curate:
     CURATED = "curated.jsonl"
-    DROPPED = "dropped.jsonl"  # every dropped question with its reason
+    DROPPED = "dropped.jsonl"  # every dropped question with its reason (judge_rejected: with judge_score, judge_reason)
+    JUDGE_ITEMS = "judge_items.jsonl"  # curate.judge: one line per judge request, appended as it finishes
 
 
 class Answer:

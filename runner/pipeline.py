@@ -149,7 +149,9 @@ STAGES: tuple[StageSpec, ...] = (
         "runner.stages.curate",
         ("curate", "index.embedding_model", "prompts.fact_examples", "generate.topic"),
         ("generate", "index", "chunk"),
+        resumable=True,  # curate.judge appends its verdicts as they come
         code=("runner.facts", "runner.retrieval"),
+        fingerprint=lambda cfg, root: importlib.import_module("runner.judge").judge_fingerprint(cfg, root, _memo_dir(cfg, root)),
     ),
     StageSpec(
         "answer",

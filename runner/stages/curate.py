@@ -8,6 +8,10 @@ cosine, first kept), the specificity gate, and at most ``max_per_fact`` question
 (the first passing candidate). The specificity gate: a question whose own chunk is in neither the BM25 nor
 the dense top-k cannot be told apart from generic questions. The gate does not use the
 fusion weights, so a retriever-weight sweep reuses this stage.
+
+With ``curate.judge.enabled`` a judge model (runner/judge.py) scores the questions that pass every
+other rule against their fact, before the per-fact limit: a rejected first candidate gives way to
+the fact's next passing one.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -23,6 +28,7 @@ from omegaconf import OmegaConf
 from runner.artifacts import Curate, Generate, load_chunks
 from runner.embeddings import embed_texts
 from runner.facts import content_terms, numbers_in
+from runner.judge import judge_questions
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.retrieval import HybridRetriever
 from runner.stage import StageContext, StageResult
@@ -160,7 +166,10 @@ def gate_retriever(index_dir: Any, cur: Any, embed: Any) -> HybridRetriever:
     return HybridRetriever(index_dir, cfg, embed)
 
 
-def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, Any]], cfg: Any, index_dir: Any, root: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+def curate(
+    questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, Any]], cfg: Any, index_dir: Any, root: Any, work_dir: Path | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, float]]:
+    """(kept, dropped with their reason, metrics); ``work_dir`` holds the judge's items file when the judge is on."""
     cur = cfg.curate
     patterns = [re.compile(p, re.IGNORECASE) for p in cur.drop_patterns]
     leak_terms = example_terms(cfg.prompts, cfg.generate.topic, (c["text"] for c in chunks_by_id.values()))
@@ -194,6 +203,12 @@ def curate(questions: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, An
         if cur.specificity_gate:
             dropped += [{**q, "reason": "not_specific"} for q, ok in zip(kept, found) if not ok]
             kept = [q for q, ok in zip(kept, found) if ok]
+    if cur.judge.enabled:
+        if work_dir is None:
+            raise ValueError("curate.judge needs a work folder for its items file")
+        kept, rejected, judge_metrics = judge_questions(kept, chunks_by_id, cfg, Path(root), Path(work_dir) / Curate.JUDGE_ITEMS)
+        dropped += rejected
+        metrics.update(judge_metrics)
     if cur.max_per_fact is not None:
         kept, extra = first_per_fact(kept, cur.max_per_fact)
         dropped += [{**q, "reason": "fact_has_question"} for q in extra]
@@ -221,7 +236,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     generated = read_jsonl(ctx.inputs["generate"] / Generate.INSTRUCTIONS)
     asked_chunks = {r["chunk_id"] for r in iter_jsonl(ctx.inputs["generate"] / Generate.ITEMS)}
     chunks_by_id = {c["chunk_id"]: c for c in load_chunks(ctx.inputs["chunk"])}
-    kept, dropped, metrics = curate(generated, chunks_by_id, cfg, ctx.inputs["index"], ctx.root)
+    kept, dropped, metrics = curate(generated, chunks_by_id, cfg, ctx.inputs["index"], ctx.root, ctx.work_dir)
     write_jsonl(ctx.work_dir / Curate.CURATED, kept)
     write_jsonl(ctx.work_dir / Curate.DROPPED, dropped)
     reasons = Counter(d["reason"] for d in dropped)
@@ -235,4 +250,5 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             **{f"dropped/{reason}": count for reason, count in reasons.items()},
         }
     )
-    return StageResult(metrics=metrics, artifacts=[Curate.CURATED, Curate.DROPPED])
+    judged = [Curate.JUDGE_ITEMS] if cfg.curate.judge.enabled else []
+    return StageResult(metrics=metrics, artifacts=[Curate.CURATED, Curate.DROPPED, *judged])
