@@ -112,7 +112,9 @@ class LLMConfig:
     seed: int = 0
     # sequences decoded together (llama_cpp) or requests in flight (openai)
     parallel: int = 4
-    base_url: str = "http://127.0.0.1:8080/v1"
+    # one server, or a list of servers of the same model (a pool: each request goes to the server
+    # with the fewest requests in flight); llm.parallel is the pool's total requests in flight
+    base_url: Any = "http://127.0.0.1:8080/v1"
     api_model: str = "default"
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 120.0
@@ -473,6 +475,12 @@ def validate(cfg: Any) -> None:
     _check(cfg.llm.timeout_s > 0, "llm.timeout_s", cfg.llm.timeout_s, "must be > 0")
     _check(0.0 <= cfg.llm.max_error_share < 1.0, "llm.max_error_share", cfg.llm.max_error_share, "must be in [0, 1)")
     _check(cfg.llm.max_retries >= 0, "llm.max_retries", cfg.llm.max_retries, "must be >= 0")
+    base_url = cfg.llm.base_url
+    urls = list(base_url) if OmegaConf.is_list(base_url) or isinstance(base_url, list) else [base_url]
+    _check(
+        bool(urls) and all(isinstance(url, str) and url.startswith(("http://", "https://")) for url in urls),
+        "llm.base_url", base_url if isinstance(base_url, str) else urls, "must be an http(s) URL or a list of them",
+    )
 
     _check(cfg.generate.questions_per_chunk > 0, "generate.questions_per_chunk", cfg.generate.questions_per_chunk, "must be > 0")
     if cfg.generate.chars_per_question is not None:

@@ -20,9 +20,11 @@ import requests
 from omegaconf import DictConfig
 
 from conftest import REPO_ROOT, BuiltIndex
+from runner.errors import ConfigError
 from runner.jsonl import read_jsonl
 from runner.llm.base import questions_schema
 from runner.models import resolve_gguf
+from runner.schema import validate
 from runner.stage import StageContext
 from runner.stages import generate
 from runner.artifacts import Generate
@@ -65,6 +67,71 @@ def test_payload_carries_the_request_and_config(openai_backend, scripted_server,
     llm, key = backend("ok", "llm.response_format=none", "llm.api_key_env=DOC2LORA_UNSET_KEY")
     llm.chat(ask(json_schema=schema))
     assert "response_format" not in server.payloads[key][0] and "Authorization" not in server.headers[key][0]
+
+
+# ---------------------------------------------------------------- a pool of servers (llm.base_url as a list)
+
+
+@pytest.fixture
+def pool_backend(scripted_server, composed_cfg: Callable[..., DictConfig]):
+    """``pool_backend(behaviours, *overrides)`` -> (the backend over one scripted server per behaviour, their keys)."""
+    from runner.llm import create_llm
+    from scripted_server import FAST_RETRIES
+
+    made: list[Any] = []
+
+    def _make(behaviours: list[str], *overrides: str) -> tuple[Any, list[str]]:
+        urls, keys = zip(*(scripted_server.url(b) for b in behaviours))
+        cfg = composed_cfg([*FAST_RETRIES, f"llm.base_url=[{','.join(urls)}]", *overrides])
+        validate(cfg)
+        llm = create_llm(cfg.llm, cfg.model, REPO_ROOT)
+        made.append(llm)
+        return llm, list(keys)
+
+    yield _make
+    for llm in made:
+        llm.close()
+
+
+def test_a_pool_spreads_requests_over_its_servers_and_reports_the_rate(pool_backend, scripted_server) -> None:
+    llm, keys = pool_backend(["busy", "busy"], "llm.parallel=4")
+    prompts = [f"question {i}" for i in range(8)]
+    results = dict(llm.chat_many([ask(p) for p in prompts]))
+    assert {position: r.text for position, r in results.items()} == {i: f"reply to: {p}" for i, p in enumerate(prompts)}
+    assert [scripted_server.calls[k] for k in keys] == [4, 4]  # equal servers, equal shares
+    batch = llm.last_batch
+    assert batch["requests"] == 8 and list(batch["per_server"].values()) == [4, 4]
+    # 8 requests of 0.15 s, 2 per server at a time: about 0.3 s, not the 1.2 s of one request at a time
+    assert batch["requests_per_s"] == pytest.approx(8 / batch["wall_s"]) and batch["wall_s"] < 1.0
+
+
+def test_the_least_busy_server_gets_the_next_request(pool_backend, scripted_server) -> None:
+    """A 1-second server beside an instant one: round robin would give each 3 of 6 requests."""
+    llm, (slow, fast) = pool_backend(["slow", "ok"], "llm.parallel=2")
+    results = list(llm.chat_many([ask(f"q{i}") for i in range(6)]))
+    assert len(results) == 6 and all(r.ok for _, r in results)
+    assert (scripted_server.calls[slow], scripted_server.calls[fast]) == (1, 5)
+
+
+def test_a_retry_goes_to_another_server_of_the_pool(pool_backend, scripted_server) -> None:
+    llm, (down, up) = pool_backend(["down", "ok"], "llm.parallel=1")
+    results = [llm.chat(ask(f"q{i}")) for i in range(4)]
+    assert all(r.ok for r in results) and llm.stats["errors"] == 0
+    # the first request meets the broken server and is retried on the other; the broken one then
+    # comes last while it cools down, so the next requests go straight to the working one
+    assert (scripted_server.calls[down], scripted_server.calls[up], llm.stats["retries"]) == (1, 4, 1)
+
+
+def test_base_url_is_one_url_or_a_list_of_them(composed_cfg: Callable[..., DictConfig]) -> None:
+    from runner.llm.openai_compat import base_urls
+
+    assert base_urls(composed_cfg(["llm=openai"]).llm.base_url) == ["http://127.0.0.1:8080/v1"]
+    cfg = composed_cfg(["llm=openai", "llm.base_url=[http://a:8000/v1/,https://b/v1]"])
+    validate(cfg)
+    assert base_urls(cfg.llm.base_url) == ["http://a:8000/v1", "https://b/v1"]
+    for bad in ("[]", "[http://a:8000/v1,b:8000]", "gpu-box:8000"):
+        with pytest.raises(ConfigError, match=r"llm\.base_url=.* is invalid: must be an http\(s\) URL or a list of them"):
+            validate(composed_cfg(["llm=openai", f"llm.base_url={bad}"]))
 
 
 # ---------------------------------------------------------------- the real model behind HTTP
