@@ -1,10 +1,14 @@
-"""Answer-quality metrics against a reference answer (token F1, ROUGE-L, fact recall)."""
+"""Answer-quality metrics against a reference answer (token F1, ROUGE-L, fact recall), and the
+paired bootstrap interval of a base-vs-tuned difference."""
 
 from __future__ import annotations
 
 import re
 import string
 from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
 
 from runner.facts import comparable_terms
 
@@ -50,3 +54,29 @@ def fact_recall(prediction: str, reference: str) -> float:
     if not terms:
         return float("nan")
     return len(terms & comparable_terms(prediction)) / len(terms)
+
+
+def paired_delta(base: Sequence[float], tuned: Sequence[float], samples: int, seed: int, confidence: float = 0.95) -> dict[str, float]:
+    """Means of base and tuned, their delta and its paired bootstrap percentile interval.
+
+    Questions are resampled with replacement ``samples`` times, the same draw for both models (a
+    question's two scores stay together); pairs where either score is NaN are left out. Returns
+    {"base", "tuned", "delta", "delta_ci_low", "delta_ci_high", "n"}, all NaN when no pair is left.
+    """
+    pairs = np.column_stack([np.asarray(base, dtype=float), np.asarray(tuned, dtype=float)]) if len(base) else np.empty((0, 2))
+    pairs = pairs[~np.isnan(pairs).any(axis=1)]
+    if not len(pairs):
+        return dict.fromkeys(("base", "tuned", "delta", "delta_ci_low", "delta_ci_high"), float("nan")) | {"n": 0}
+    differences = pairs[:, 1] - pairs[:, 0]
+    draws = np.random.default_rng(seed).integers(0, len(differences), size=(samples, len(differences)))
+    resampled = differences[draws].mean(axis=1)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(resampled, [tail, 100 - tail])
+    return {
+        "base": float(pairs[:, 0].mean()),
+        "tuned": float(pairs[:, 1].mean()),
+        "delta": float(differences.mean()),
+        "delta_ci_low": float(low),
+        "delta_ci_high": float(high),
+        "n": len(differences),
+    }

@@ -1,12 +1,13 @@
-"""Answer metrics against hand-computed values: token F1, ROUGE-L, fact recall."""
+"""Answer metrics against hand-computed values: token F1, ROUGE-L, fact recall; the paired bootstrap."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from runner.metrics import fact_recall, normalize_answer, rouge_l, token_f1
+from runner.metrics import fact_recall, normalize_answer, paired_delta, rouge_l, token_f1
 
 
 def test_normalize_answer_drops_case_punctuation_and_articles() -> None:
@@ -72,3 +73,46 @@ def test_fact_recall_of_a_text_against_itself_is_one() -> None:
         "/etc/quillstream/keys/token-signing.key and pass --ttl 24h; logs go to x.jsonl.gz."
     )
     assert fact_recall(text, text) == 1.0
+
+
+def test_paired_delta_of_identical_scores_is_zero_with_a_zero_interval() -> None:
+    scores = [0.0, 0.25, 1.0, 0.5, 0.75]
+    stats = paired_delta(scores, scores, samples=1000, seed=0)
+    assert stats["base"] == stats["tuned"] == pytest.approx(0.5)
+    assert (stats["delta"], stats["delta_ci_low"], stats["delta_ci_high"]) == (0.0, 0.0, 0.0)
+    assert stats["n"] == 5
+
+
+def test_paired_delta_of_a_constant_improvement_has_its_interval_at_that_constant() -> None:
+    # every question gains exactly 0.25, so every resample's mean gain is 0.25, however it draws;
+    # the base scores differ widely, which an unpaired interval would count as noise
+    base = [0.0, 0.5, 0.25, 0.75, 0.125, 0.375]
+    tuned = [b + 0.25 for b in base]
+    stats = paired_delta(base, tuned, samples=500, seed=3)
+    assert stats["delta"] == pytest.approx(0.25)
+    assert stats["delta_ci_low"] == pytest.approx(0.25) and stats["delta_ci_high"] == pytest.approx(0.25)
+
+
+def test_paired_delta_interval_is_seeded_and_contains_the_delta() -> None:
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0, 1, 40)
+    tuned = np.clip(base + rng.normal(0.1, 0.2, 40), 0, 1)
+    first, again = paired_delta(base, tuned, 1000, seed=11), paired_delta(base, tuned, 1000, seed=11)
+    assert first == again
+    other = paired_delta(base, tuned, 1000, seed=12)
+    assert other["delta"] == first["delta"] and other["delta_ci_low"] != first["delta_ci_low"]
+    assert first["delta_ci_low"] < first["delta"] < first["delta_ci_high"]
+    # the percentile interval of 40 paired differences: about mean +- 1.96 standard errors
+    differences = tuned - base
+    standard_error = differences.std(ddof=1) / math.sqrt(len(differences))
+    assert first["delta_ci_high"] - first["delta_ci_low"] == pytest.approx(2 * 1.96 * standard_error, rel=0.2)
+
+
+def test_paired_delta_leaves_out_pairs_with_a_nan_and_is_nan_without_pairs() -> None:
+    nan = float("nan")
+    # the pair (nan, 1.0) is left out on both sides: base mean 0.5, tuned mean 0.75 over 2 pairs
+    stats = paired_delta([0.0, nan, 1.0], [0.5, 1.0, 1.0], samples=200, seed=0)
+    assert stats["n"] == 2 and stats["base"] == 0.5 and stats["tuned"] == 0.75 and stats["delta"] == 0.25
+    empty = paired_delta([nan], [nan], samples=200, seed=0)
+    assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in ("base", "tuned", "delta", "delta_ci_low", "delta_ci_high"))
+    assert paired_delta([], [], samples=200, seed=0)["n"] == 0
