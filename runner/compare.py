@@ -15,7 +15,12 @@ from runner.compose import compose_config
 from runner.errors import RunnerError
 from runner.tracking import resolve_tracking_uri
 
-KEY_METRICS = ("metrics.eval/probes/rougeL/delta", "metrics.eval/probes/fact_recall/delta", "metrics.eval/valid/loss/delta", "metrics.answer/retrieval/ensemble/hit_at_3")
+KEY_METRICS = (
+    "metrics.eval/heldout/fact_recall/delta",
+    "metrics.eval/probes/fact_recall/delta",
+    "metrics.eval/heldout/loss/delta",
+    "metrics.answer/retrieval/ensemble/hit_at_3",
+)
 
 
 def compare_table(experiment: str, tracking_uri: str, max_runs: int = 200):

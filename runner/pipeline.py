@@ -141,7 +141,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("generate", *_QUESTION_PROMPTS, *_LLM_OUTPUT),
         ("chunk",),
         resumable=True,
-        code=("runner.facts", *_LLM_CODE),
+        code=("runner.facts", "runner.fact_selection", "runner.structure", "runner.templates", *_LLM_CODE),
         fingerprint=_local_llm_fingerprint,
     ),
     StageSpec(
@@ -180,10 +180,14 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "eval",
         "runner.stages.evaluate",
-        ("eval.probes", "eval.max_tokens", "eval.max_questions", "model.chat_format", "llm.n_ctx", "index.embedding_model"),
+        (
+            "eval.probes", "eval.max_tokens", "eval.max_questions", "eval.train_sample", "eval.openbook_questions",
+            "eval.bootstrap_samples", "eval.seed", "prompts.answer_system", "prompts.answer_user", "generate.topic",
+            "model.chat_format", "llm.n_ctx", "index.embedding_model",
+        ),
         ("answer", "dataset", "train"),
         fingerprint=lambda cfg, root: [_probes_fingerprint(cfg, root), _gguf_fingerprint(cfg, root)],
-        code=("runner.metrics", "runner.facts", *_LLM_CODE),
+        code=("runner.metrics", "runner.facts", "runner.report", *_LLM_CODE),
     ),
 )
 

@@ -312,9 +312,15 @@ class EvalConfig:
     # hand-written {"question", "answer"} lines; by default the bundled ones, for the bundled sample only
     probes: Optional[str] = "${sample_probes:${ingest.documents}}"
     engine: str = "llama_cpp"  # llama_cpp: base GGUF vs base GGUF + exported LoRA adapter
-    max_tokens: int = 96
-    max_questions: Optional[int] = None
-    optimize_metric: str = "eval/probes/rougeL/delta"
+    max_tokens: int = 64  # answers are one sentence
+    max_questions: Optional[int] = None  # at most this many questions per set (null = all)
+    # training pairs asked again closed-book (a seeded sample): the memorization ceiling
+    train_sample: int = 40
+    # held-out questions also answered with their fact's chunk as context (the answer prompt): the open-book ceiling
+    openbook_questions: int = 30
+    bootstrap_samples: int = 1000  # resamples of the questions for each delta's 95 % interval
+    seed: int = 0  # the train sample, the open-book sample and the bootstrap
+    optimize_metric: str = "eval/heldout/fact_recall/delta"
 
 
 @dataclass
@@ -528,3 +534,9 @@ def validate(cfg: Any) -> None:
     _check(train.quantize.bits in (None, 4, 8), "train.quantize.bits", train.quantize.bits, "must be null, 4 or 8")
     for key in ("steps_per_report", "steps_per_eval", "save_every", "val_batches"):
         _check(getattr(train, key) > 0, f"train.{key}", getattr(train, key), "must be > 0")
+
+    _check(0 < cfg.eval.max_tokens < cfg.llm.n_ctx, "eval.max_tokens", cfg.eval.max_tokens, f"must be > 0 and < llm.n_ctx ({cfg.llm.n_ctx})")
+    _check(cfg.eval.max_questions is None or cfg.eval.max_questions > 0, "eval.max_questions", cfg.eval.max_questions, "must be > 0 or null")
+    _check(cfg.eval.train_sample >= 0, "eval.train_sample", cfg.eval.train_sample, "must be >= 0")
+    _check(cfg.eval.openbook_questions >= 0, "eval.openbook_questions", cfg.eval.openbook_questions, "must be >= 0")
+    _check(cfg.eval.bootstrap_samples >= 100, "eval.bootstrap_samples", cfg.eval.bootstrap_samples, "must be >= 100 (a 95 % interval from fewer draws is noise)")

@@ -66,7 +66,7 @@ def test_full_pipeline_records_one_finished_run_with_eval_table(first_run) -> No
     assert "eval/report.md" in artifacts
     assert "eval/probes_comparison.json" in artifacts
     (eval_dir,) = [p for p in (workdir / "outputs" / "cache" / "eval").iterdir() if p.is_dir() and not p.name.endswith(".partial")]
-    for set_name in ("probes", "valid"):
+    for set_name in ("probes", "heldout"):
         rows = [json.loads(line) for line in (eval_dir / f"comparison_{set_name}.jsonl").read_text().splitlines()]
         assert len(rows) == metrics[f"eval/{set_name}/questions"] == len({r["id"] for r in rows})
         assert all(isinstance(r["base_answer"], str) and isinstance(r["tuned_answer"], str) for r in rows)
