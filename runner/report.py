@@ -18,6 +18,13 @@ from runner.artifacts import Eval
 # the order a reader goes through: what was learned, the control, people's questions, the ceilings
 SET_ORDER = ("heldout", "unseen", "probes", "train", "openbook")
 METRIC_ORDER = ("fact_recall", "f1", "rougeL", "similarity", "loss", "perplexity")
+SET_MEANING = {
+    "heldout": "trained facts, asked in a wording that was not trained",
+    "unseen": "facts kept out of training (the control)",
+    "probes": "hand-written questions",
+    "train": "training questions asked again (the memorization ceiling)",
+    "openbook": "held-out questions with the fact's chunk as context (the open-book ceiling)",
+}
 EXAMPLES_PER_SET = 3
 
 
@@ -72,7 +79,12 @@ def format_table(metrics: dict[str, float]) -> str:
     for row in summary_table(metrics):
         n = "" if row.questions is None else str(row.questions)
         lines.append(f"{row.set_name:<9} {n:>4} {row.metric:<12} {row.base:>8.3f} {row.tuned:>8.3f}  {format_delta(row)}")
-    return "\n".join(lines)
+    return "\n".join(lines + _legend(summary_table(metrics)))
+
+
+def _legend(rows: list[SummaryRow]) -> list[str]:
+    names = list(dict.fromkeys(row.set_name for row in rows))
+    return [""] + [f"{name}: {SET_MEANING[name]}" for name in names if name in SET_MEANING] if names else []
 
 
 def _examples(rows: list[dict[str, Any]]) -> list[str]:
@@ -103,6 +115,7 @@ def render_report(metrics: dict[str, float], rows: list[dict[str, Any]]) -> str:
     for row in summary_table(metrics):
         n = "" if row.questions is None else str(row.questions)
         out.append(f"| {row.set_name} | {n} | {row.metric} | {row.base:.3f} | {row.tuned:.3f} | {format_delta(row)} |")
+    out += [""] + [f"- {line}" for line in _legend(summary_table(metrics)) if line]
     out += ["", f"![base vs tuned]({Eval.CHART})", ""]
     return "\n".join(out + _examples(rows))
 
