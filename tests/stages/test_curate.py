@@ -306,3 +306,56 @@ def test_first_per_fact_keeps_the_first_passing_candidate_of_each_fact() -> None
     assert [q["qid"] for q in kept] == ["t0", "t1", "a-k1", "free-0", "free-1", "c-k0"]
     assert [q["qid"] for q in extra] == ["a-k2", "b-k0"]
     assert [q["qid"] for q in first_per_fact(rows, 2)[0]] == [q["qid"] for q in rows if q["qid"] != "b-k0"]  # F2 has two already
+
+
+# ---------------------------------------------------------------- the judge pass (curate.judge; more in tests/test_judge.py)
+
+
+def test_the_stage_judges_what_passed_the_rules_before_the_per_fact_limit(
+    sections: SectionIndex, composed_cfg: Callable[..., DictConfig], tmp_path: Path
+) -> None:
+    """SmolLM2 in-process judges two candidates of one fact and one of another; a question the rules drop is
+    never judged. The tiny model's scores are whatever they are: the checks follow them."""
+    lantern, harbour = sections.chunk_about("lantern"), sections.chunk_about("harbour")
+    questions = [
+        _question("j-fennel", "How many fennel entries does the lantern cache keep at most?", lantern, lantern["text"]),
+        _question("j-evict", "Which entry does the lantern cache evict first?", lantern, lantern["text"]),
+        _question("j-port", "Which port does the harbour daemon listen on?", harbour, harbour["text"]),
+        _question("j-where", "Where can I find the harbour daemon settings?", harbour),  # a pattern: dropped first
+    ]
+    inputs = tmp_path / "generate"
+    inputs.mkdir()
+    write_jsonl(inputs / Generate.INSTRUCTIONS, questions)
+    write_jsonl(inputs / Generate.ITEMS, [{"chunk_id": c["chunk_id"]} for c in (lantern, harbour)])
+    work = tmp_path / "curate"
+    work.mkdir()
+    judge = ["curate.judge.enabled=true", "llm.n_threads=1", "llm.n_ctx=1024", "curate.judge.max_tokens=96", "generate.topic=manual"]
+
+    def run_stage(min_score: int) -> tuple[Any, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        cfg = composed_cfg([*judge, f"curate.judge.min_score={min_score}"])
+        ctx = StageContext("curate", cfg, REPO_ROOT, work, {"generate": inputs, "index": sections.index_dir, "chunk": sections.chunk_dir})
+        result = curate.run(cfg, ctx)
+        return result, {q["qid"]: q for q in read_jsonl(work / Curate.CURATED)}, {d["qid"]: d for d in read_jsonl(work / Curate.DROPPED)}
+
+    result, kept, dropped = run_stage(min_score=1)
+    verdicts = {r["item_id"]: r for r in read_jsonl(work / Curate.JUDGE_ITEMS)}
+    assert set(verdicts) == {"j-fennel", "j-evict", "j-port"}  # both lantern candidates, not the pattern one
+    assert dropped["j-where"]["reason"] == "pattern"
+    # every verdict passes min_score 1; the fact's second candidate then meets the per-fact limit
+    assert {qid: q["judge_score"] for qid, q in kept.items()} == {qid: verdicts[qid]["score"] for qid in ("j-fennel", "j-port")}
+    assert dropped["j-evict"]["reason"] == "fact_has_question"
+    assert result.metrics["judge/judged"] == 3 and result.metrics["judge/rejected"] == 0
+    assert result.metrics["judge/mean_score"] == pytest.approx(sum(v["score"] for v in verdicts.values()) / 3)
+    assert Curate.JUDGE_ITEMS in result.artifacts
+
+    # a stricter judge over the same verdicts (the items file holds them: nothing is asked again)
+    lines = (work / Curate.JUDGE_ITEMS).read_text().splitlines()
+    result, kept, dropped = run_stage(min_score=5)
+    assert (work / Curate.JUDGE_ITEMS).read_text().splitlines() == lines
+    rejected = {qid for qid, v in verdicts.items() if v["score"] < 5}
+    assert {qid for qid, d in dropped.items() if d["reason"] == "judge_rejected"} == rejected
+    assert all(dropped[qid]["judge_reason"] == verdicts[qid]["reason"] and dropped[qid]["judge_score"] == verdicts[qid]["score"] for qid in rejected)
+    # the lantern fact keeps its first candidate the judge passed, if any
+    passing_lantern = [qid for qid in ("j-fennel", "j-evict") if qid not in rejected]
+    assert [qid for qid in kept if qid.startswith("j-") and qid != "j-port"] == passing_lantern[:1]
+    assert result.metrics["judge/rejected"] == len(rejected) == result.metrics.get("dropped/judge_rejected", 0)
