@@ -155,7 +155,14 @@ class Tracker:
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.mlflow = mlflow
         self.uri = uri
+        users_uri = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(uri)
+        # MLflow also exports the URI to the environment; keep the user's, so that a later run of this
+        # process with tracking.uri=null still resolves from paths.mlruns_dir (resolve_tracking_uri)
+        if users_uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = users_uri
         client = mlflow.tracking.MlflowClient()
         if client.get_experiment_by_name(experiment) is None:
             location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None

@@ -1,8 +1,13 @@
-"""MLflow tracking: params, tags and status of a run, secrets masked.
-(An unreachable server: tests/reliability/test_tracking_faults.py.)"""
+"""MLflow tracking: where runs go (one setup for runs, sweeps, compare and reproduce), params, tags and
+status of a run, secrets masked. (An unreachable server for a run: tests/reliability/test_tracking_faults.py;
+a real tracking server: tests/scaleout/test_tracking_server.py.)"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -10,9 +15,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from runner import tracking
+from runner import compare, tracking
 from runner.errors import TrackingError
 from runner.pipeline import RunInfo, run_pipeline
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
 
 def test_flatten_joins_nested_keys_with_slashes() -> None:
     nested = {"chunk": {"size": 5, "unit": "chars"}, "retriever": {"weights": {"bm25": 0.3}}, "extra": {}, "until": None}
@@ -101,3 +109,32 @@ def test_secret_overrides_are_masked_in_the_overrides_tag(
     tags = mlflow_client.get_run(summary["run_id"]).data.tags
     assert "until=ingest" in tags["overrides"]
     assert "s3cret" not in tags["overrides"]
+
+
+def test_compare_finds_runs_where_paths_mlruns_dir_puts_them(
+    composed_cfg: Callable[..., DictConfig], tiny_doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "team" / "mlruns"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = composed_cfg(["until=ingest", f"ingest.documents=[{tiny_doc}]", "tracking.uri=null", f"paths.mlruns_dir={store}"])
+    summary = run_pipeline(cfg)
+    table = tmp_path / "compare.csv"
+    assert compare.main(["--csv", str(table), f"paths.mlruns_dir={store}"]) == 0
+    assert summary["run_id"] in table.read_text()
+    # without the override it looks in ./mlruns of the working directory, where no run is
+    monkeypatch.chdir(tmp_path)
+    assert compare.main(["--csv", str(tmp_path / "other.csv")]) == 1
+
+
+def test_a_sweep_with_an_unreachable_tracking_server_stops_before_any_job(tiny_doc: Path, tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "runner", "-m", "until=ingest", f"ingest.documents=[{tiny_doc}]", "chunk.size=500,600",
+        "tracking.uri=http://127.0.0.1:9", f"paths.output_dir={tmp_path / 'outputs'}", f"paths.mlruns_dir={tmp_path / 'mlruns'}",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: MLflow tracking server http://127.0.0.1:9 is unreachable" in proc.stderr
+    assert "Traceback" not in proc.stderr and time.perf_counter() - started < 60
+    assert not (tmp_path / "outputs" / "cache").exists()  # no job started
