@@ -25,7 +25,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from runner.llm import ChatRequest, ChatResponse, create_llm
-from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
+from runner.llm.resumable import (
+    latest_results,
+    raise_if_too_many_failed,
+    response_fields,
+    run_resumable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +110,8 @@ def parse_verdict(raw: str) -> tuple[int, str]:
 
     Lenient where a server ignores the schema: JSON inside a code fence or prose, a score written
     as "4" or 4.0. A score outside 1-5 or no score at all is no verdict."""
-    try:
-        reply = json.loads(raw)
-    except json.JSONDecodeError:
-        block = re.search(r"\{.*\}", raw, re.DOTALL)
-        try:
-            reply = json.loads(block.group(0)) if block else None
-        except json.JSONDecodeError:
-            reply = None
-    if not isinstance(reply, dict):
+    reply = _json_object(raw)
+    if reply is None:
         raise ValueError(f"not a JSON object: {raw[:120]!r}")
     value = reply.get("score")
     try:
@@ -125,6 +123,18 @@ def parse_verdict(raw: str) -> tuple[int, str]:
     if score not in SCORES:
         raise ValueError(f"score {value!r} is not one of 1-5")
     return int(score), str(reply.get("reason") or "").strip()[:REASON_CHARS]
+
+
+def _json_object(raw: str) -> dict[str, Any] | None:
+    """The reply as a JSON object, or the first {...} inside it; None when there is none."""
+    for text in (raw, *re.findall(r"\{.*\}", raw, re.DOTALL)):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def _verdict_record(response: ChatResponse) -> dict[str, Any]:

@@ -15,17 +15,25 @@ from typing import Any
 
 import pytest
 import requests
-from omegaconf import DictConfig
-
 from conftest import REPO_ROOT
+from omegaconf import DictConfig
+from scripted_server import free_port
+
 from runner.errors import ConfigError, LLMError
 from runner.jsonl import read_jsonl
-from runner.judge import JUDGE_SCHEMA, apply_verdicts, judge_fingerprint, judge_messages, judge_model_configs, judge_questions, parse_verdict
+from runner.judge import (
+    JUDGE_SCHEMA,
+    apply_verdicts,
+    judge_fingerprint,
+    judge_messages,
+    judge_model_configs,
+    judge_questions,
+    parse_verdict,
+)
 from runner.llm.base import ChatResponse
 from runner.models import resolve_gguf
 from runner.pipeline import STAGES, stage_key
 from runner.schema import validate
-from scripted_server import free_port
 
 FACT = "The harbour daemon listens on port 7311 and rotates its quasar journal every night."
 CHUNK = {"chunk_id": "c1", "doc_id": "d1", "text": "Harbour settings. " + FACT, "heading": "Harbour settings", "heading_path": ["Manual", "Harbour settings"]}

@@ -19,8 +19,9 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -28,8 +29,8 @@ from omegaconf import OmegaConf
 from runner.artifacts import Curate, Generate, load_chunks
 from runner.embeddings import embed_texts
 from runner.facts import content_terms, numbers_in
-from runner.judge import judge_questions
 from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
+from runner.judge import judge_questions
 from runner.retrieval import HybridRetriever
 from runner.stage import StageContext, StageResult
 
