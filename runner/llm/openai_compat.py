@@ -9,7 +9,8 @@ server with the fewest requests in flight, ties in turn (round robin). Least-bus
 plain round robin: requests differ several-fold in length, and a server that answers one at a
 time (llama.cpp's Python server) would otherwise queue a request behind a long one while
 another server idles; it also gives a faster server (a bigger GPU) more of the work. A retry
-goes to another server than the one that just failed.
+goes to another server than the one that failed, and a server that failed (refused, timed out,
+429 or 5xx) comes last for a while.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def base_urls(value: Any) -> list[str]:
 class ServerPool:
     """The servers of ``llm.base_url`` with their requests in flight; picks the least busy.
 
-    A server whose last attempt failed (refused, timed out, 5xx) comes last for ``cooldown_s``,
+    A server whose last attempt failed (refused, timed out, 429, 5xx) comes last for ``cooldown_s``,
     so a dead server costs one failed attempt now and then, not one per request.
     """
 
@@ -152,7 +153,7 @@ class OpenAICompatLLM:
                 self.pool.release(server, ok=False)
                 last_error = f"request failed ({type(exc).__name__}: {exc})"[:300]
                 continue
-            self.pool.release(server, ok=reply.status_code < 500)
+            self.pool.release(server, ok=reply.status_code not in _RETRY_STATUS)
             if reply.status_code in _RETRY_STATUS:
                 last_error = f"HTTP {reply.status_code}"
                 continue
