@@ -32,6 +32,7 @@ class Index:
 class Generate:
     ITEMS = "items.jsonl"  # one line per model request, appended as it finishes
     INSTRUCTIONS = "instructions.jsonl"  # questions with their chunk, page and fact
+    FACTS = "facts.jsonl"  # every fact asked about and trained: fact_id, text, kind, chunk, page, heading
 
 
 class Curate:

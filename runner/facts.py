@@ -162,13 +162,42 @@ def clean_sentences(text: str, min_chars: int = 40, max_chars: int = 320) -> lis
     ]
 
 
+# a sentence whose subject is in the sentence before it ("This tap device is added to a bridge",
+# "The default is the size of the installed memory"): alone it is no complete fact
+_LEANS_ON_BEFORE = re.compile(
+    r"^(?:It|Its|This|These|That|Those|They|Their|Such|Otherwise|However|Instead|Likewise|Similarly|Also|"
+    r"In (?:that|this|such a) case|Without (?:it|this|them)|With (?:it|this|them)|The same|"
+    r"The default(?: value)? is|By default,? (?:it|this|they))\b"
+)
+
+
+def leans_on_before(sentence: str) -> bool:
+    return bool(_LEANS_ON_BEFORE.match(sentence))
+
+
 def extract_facts(text: str, max_facts: int, min_chars: int = 40, max_chars: int = 320) -> list[Fact]:
-    """The ``max_facts`` most checkable sentences of ``text``, in reading order."""
+    """The ``max_facts`` most checkable sentences of ``text``, in reading order, each complete on its own.
+
+    A sentence that leans on the one before ("It defaults to 30 seconds.") is taken together with that
+    sentence when it is a clean sentence of the same text; without one it is no fact (its subject is
+    unknown, so neither a question nor an answer could name it)."""
+    units = split_sentences(text)
     candidates = []
-    for position, sentence in clean_sentences(text, min_chars, max_chars):
+    for position, sentence in enumerate(units):
+        if not (min_chars <= len(sentence) <= max_chars) or _is_debris(sentence):
+            continue
         score = fact_score(sentence)
-        if score >= 2.0:
-            candidates.append(Fact(sentence, score, position))
+        if score < 2.0:
+            continue
+        if leans_on_before(sentence):
+            before = units[position - 1] if position else ""
+            if not before or _is_debris(before) or leans_on_before(before) or len(before) > max_chars:
+                continue
+            sentence = f"{before} {sentence}"
+        candidates.append(Fact(sentence, score, position))
+    # a sentence taken into the one after it is no fact of its own as well
+    joined = {f.position - 1 for f in candidates if leans_on_before(units[f.position])}
+    candidates = [f for f in candidates if f.position not in joined]
     best = sorted(candidates, key=lambda f: (-f.score, f.position))[:max_facts]
     return sorted(best, key=lambda f: f.position)
 

@@ -159,10 +159,16 @@ STAGES: tuple[StageSpec, ...] = (
         ("answer", "retriever", *_ANSWER_PROMPTS, *_LLM_OUTPUT, "generate.topic", "index.embedding_model"),
         ("curate", "generate", "index", "chunk"),
         resumable=True,
-        code=("runner.facts", "runner.retrieval", *_LLM_CODE),
+        code=("runner.facts", "runner.retrieval", "runner.answer_checks", *_LLM_CODE),
         fingerprint=_local_llm_fingerprint,
     ),
-    StageSpec("dataset", "runner.stages.dataset", ("dataset",), ("answer", "ingest")),
+    StageSpec(
+        "dataset",
+        "runner.stages.dataset",
+        ("dataset", "generate.topic"),
+        ("answer", "generate", "chunk", "ingest"),
+        code=("runner.phrasings", "runner.fact_selection"),
+    ),
     StageSpec(
         "prepare_model",
         "runner.stages.prepare_model",

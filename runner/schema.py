@@ -156,8 +156,12 @@ class GenerateConfig:
     candidates_per_fact: int = 2
     max_facts_per_chunk: int = 6
     # fact_anchored: fixed questions for identifiers that one sentence of the corpus explains
-    # (runner/templates.py): default_value | error_code | env_var; [] turns them off
-    templates: list[str] = field(default_factory=lambda: ["default_value", "error_code", "env_var"])
+    # (runner/templates.py: default_value | error_code | env_var) and for the entries of reference layouts
+    # such as option tables (runner/structure.py: option_default | option_range | option_purpose |
+    # table_entry); [] turns them off
+    templates: list[str] = field(
+        default_factory=lambda: ["default_value", "error_code", "env_var", "option_default", "option_range", "option_purpose", "table_entry"]
+    )
     max_chunks: Optional[int] = None
     seed: int = 0
 
@@ -267,10 +271,24 @@ class AnswerConfig:
 
 
 @dataclass
+class DatasetMix:
+    qa: int = 1  # copies of each question/answer pair
+    fact_text: int = 1  # copies of each fact's sentence as plain text
+    chunk_text: int = 1  # copies of each trained fact's chunk (with its heading) as plain text
+
+
+@dataclass
 class DatasetConfig:
-    format: str = "chat"  # chat | text | completions
+    format: str = "chat"  # chat | text | completions (question/answer records; text records are {"text"})
+    # phrasing: one phrasing of each fact with two or more is held out, the fact trains;
+    # question | chunk: valid_fraction of the pairs, grouped by question text or by chunk
+    split_by: str = "phrasing"
     valid_fraction: float = 0.2
-    split_by: str = "question"  # question | chunk
+    # split_by=phrasing: this share of the facts is held out whole (the "unseen" control set)
+    unseen_fraction: float = 0.1
+    # question/answer pairs per fact: its kept questions first, then their rewrites
+    phrasings_per_fact: int = 4
+    mix: DatasetMix = field(default_factory=DatasetMix)
     seed: int = 0
 
 
@@ -368,7 +386,7 @@ _CHOICES = {
     "llm.backend": ("llama_cpp", "openai"),
     "generate.strategy": ("fact_anchored", "free"),
     "dataset.format": ("chat", "text", "completions"),
-    "dataset.split_by": ("question", "chunk"),
+    "dataset.split_by": ("phrasing", "question", "chunk"),
     "train.backend": ("mlx", "peft"),
     "train.lr_schedule": ("constant", "cosine"),
     "eval.engine": ("llama_cpp",),
@@ -536,6 +554,11 @@ def validate(cfg: Any) -> None:
         _check(getattr(train, key) > 0, f"train.{key}", getattr(train, key), "must be > 0")
 
     _check(0 < cfg.eval.max_tokens < cfg.llm.n_ctx, "eval.max_tokens", cfg.eval.max_tokens, f"must be > 0 and < llm.n_ctx ({cfg.llm.n_ctx})")
+    _check(0.0 <= cfg.dataset.unseen_fraction < 1.0, "dataset.unseen_fraction", cfg.dataset.unseen_fraction, "must be in [0, 1)")
+    _check(cfg.dataset.phrasings_per_fact >= 1, "dataset.phrasings_per_fact", cfg.dataset.phrasings_per_fact, "must be >= 1")
+    for kind in ("qa", "fact_text", "chunk_text"):
+        copies = getattr(cfg.dataset.mix, kind)
+        _check(copies >= 0, f"dataset.mix.{kind}", copies, "must be >= 0 (copies per epoch)")
     _check(cfg.eval.max_questions is None or cfg.eval.max_questions > 0, "eval.max_questions", cfg.eval.max_questions, "must be > 0 or null")
     _check(cfg.eval.train_sample >= 0, "eval.train_sample", cfg.eval.train_sample, "must be >= 0")
     _check(cfg.eval.openbook_questions >= 0, "eval.openbook_questions", cfg.eval.openbook_questions, "must be >= 0")

@@ -137,3 +137,23 @@ def test_answer_span_picks_the_most_checkable_detail() -> None:
     }
     for fact, span in cases.items():
         assert answer_span(fact) == span, fact
+
+
+def test_a_sentence_that_leans_on_the_one_before_is_taken_with_it() -> None:
+    text = (
+        "The swapsize option sets the size of the swap volume in GB.\n"
+        "The default is the size of the installed memory, minimum 4 GB and maximum 8 GB.\n\n"
+        "It defaults to 30 seconds when unset.\n"
+    )
+    facts = _texts(extract_facts(text, max_facts=5))
+    # the default's subject is in the sentence before: the fact carries both
+    assert facts[0] == (
+        "The swapsize option sets the size of the swap volume in GB. "
+        "The default is the size of the installed memory, minimum 4 GB and maximum 8 GB."
+    )
+    # "It" with nothing usable before it (the sentence before leans back itself) is no fact
+    assert not any(f.startswith("It defaults") for f in facts)
+
+
+def test_a_leaning_sentence_at_the_start_of_a_chunk_is_no_fact() -> None:
+    assert extract_facts("This tap device is added to a bridge, by default vmbr0.", max_facts=3) == []

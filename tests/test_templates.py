@@ -52,7 +52,13 @@ def test_a_sentence_leaning_on_the_one_before_is_skipped_and_kinds_can_be_turned
 
 
 def test_generate_adds_template_records_for_selected_chunks_only(composed_cfg) -> None:
-    from runner.stages.generate import template_records
+    from runner.fact_selection import select_facts
+    from runner.stages.generate import template_records as numbered
+
+    def template_records(chunks, corpus, cfg):
+        if cfg.generate.strategy != "fact_anchored":  # as the generate stage calls it
+            return []
+        return numbered(select_facts(chunks, corpus, cfg)[1])
 
     def chunk(cid: str, text: str) -> dict:
         return {"chunk_id": cid, "doc_id": "d", "source": "manual.md", "page": 1, "text": text}

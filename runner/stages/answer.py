@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from runner.answer_checks import debris, expected_answer, type_mismatch
 from runner.artifacts import Answer, Curate, Generate, load_chunks
 from runner.cache import MANIFEST
 from runner.embeddings import embed_texts
@@ -136,6 +137,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         reason = {"in_question": "answer_in_question", "error": "error"}.get(outcome)
         results[qid] = {"answer": questions[i]["fact"], "reason": reason, "attempts": 0, "source": "fact", "span": span}
     kept, dropped = [], []
+    typed = matched = 0
     for q, (context_text, context_ids) in zip(questions, contexts):
         result = results[q["qid"]]
         record = {
@@ -144,8 +146,14 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         }
         if result.get("span") is not None:
             record["checked_span"] = result["span"]  # what the model found in the fact for this question
-        if result["reason"]:
-            dropped.append({**record, "reason": result["reason"]})
+        reason = result["reason"]
+        if not reason:
+            lacking = type_mismatch(record["question"], record["answer"])
+            typed += expected_answer(record["question"]) is not None
+            matched += expected_answer(record["question"]) is not None and lacking is None
+            reason = f"answer_type:{lacking}" if lacking else ("debris_table" if debris(record["answer"]) == "table" else None)
+        if reason:
+            dropped.append({**record, "reason": reason})
         else:
             kept.append(record)
     write_jsonl(ctx.work_dir / Answer.ANSWERS, kept)
@@ -165,6 +173,10 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "chunk_coverage": len({r["chunk_id"] for r in kept}) / max(1, len(asked_chunks(ctx))),
             "grounding_rate": grounded / len(fact_questions) if fact_questions else float("nan"),
             "mean_answer_chars": float(np.mean(lengths)) if lengths else 0.0,
+            # quality proxies: typed questions ("which command", "how many", ...) whose answer holds that type,
+            # and kept answers with PDF debris (ligatures, split words; table syntax is dropped above)
+            "check/type_match_share": matched / typed if typed else float("nan"),
+            "debris_share": sum(debris(r["answer"]) is not None for r in kept) / max(1, len(kept)),
             **{f"dropped/{reason}": count for reason, count in reasons.items()},
         }
     )

@@ -1,9 +1,24 @@
-"""Dataset: write train/valid JSONL in the trainer's format, provenance in a side file.
+"""Dataset: every fact of the documents in training, in several phrasings, split by phrasing.
 
-Formats: ``chat`` ({"messages": [...]}), ``text`` (the original Mistral template) and
-``completions`` ({"prompt", "completion"}), all read by mlx-lm's loader. The split puts
-``dataset.valid_fraction`` of the groups (questions, or source chunks) in valid, and a
-question text never lands in both files.
+A model learns a fact when it trains on it several times in several wordings, with the text it comes
+from (Allen-Zhu & Li 2023; Jiang et al. 2024), and a held-out question measures learning only when its
+fact was trained. So, per fact of the generate stage (``facts.jsonl``):
+
+- question/answer pairs: the kept questions about it (answer stage: model-written and template ones),
+  each with its rewrites (runner/phrasings.py); a fact no kept question asks about gets a question
+  anchored on an identifier only it holds; at most ``dataset.phrasings_per_fact`` pairs per fact;
+- the fact as plain text (``dataset.mix.fact_text`` copies), and each chunk a trained fact comes from,
+  with its heading (``dataset.mix.chunk_text`` copies).
+
+Split (``dataset.split_by``):
+- ``phrasing`` (default): a fact with two or more independent phrasings keeps one (with its rewrites)
+  out for validation, and the fact still trains; ``dataset.unseen_fraction`` of the facts is held out
+  whole (their sentences are cut from the chunk texts too), as a control;
+- ``question`` / ``chunk``: ``dataset.valid_fraction`` of the pairs, grouped by question text or chunk.
+
+Outputs: train.jsonl (question/answer records in ``dataset.format``, text records as {"text"}),
+valid.jsonl (the held-out phrasings), provenance.jsonl, eval_sets.jsonl (heldout, unseen and the
+trained pairs, for the eval stage) and coverage.png.
 """
 
 from __future__ import annotations
@@ -11,18 +26,44 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import statistics
 from collections import Counter, defaultdict
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
-from runner.artifacts import Answer, Dataset, Ingest
+from runner.artifacts import Answer, Dataset, Generate, Ingest, load_chunks
 from runner.errors import InputError
 from runner.facts import CHARS_PER_TOKEN
+from runner.fact_selection import fact_id as make_fact_id
 from runner.jsonl import read_jsonl, write_jsonl
+from runner.phrasings import anchor_question, rewrites, unique_anchors
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
+# a kept question's own wording is preferred as the held-out one: it is how a person would ask
+_MODEL_WRITTEN = ("fact_anchored", "free")
+
+
+@dataclass
+class Phrasing:
+    """One independent question about a fact, with its answer and its rewrites."""
+
+    question: str
+    answer: str
+    strategy: str  # fact_anchored | free | template | anchor
+    qid: str
+    context_chunk_ids: list[str] = field(default_factory=list)  # what a RAG answer read
+    rewrites: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FactPlan:
+    fact: dict[str, Any]
+    phrasings: list[Phrasing] = field(default_factory=list)
+    heldout: Optional[Phrasing] = None
+    unseen: bool = False
 
 
 def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
@@ -67,8 +108,151 @@ def split_records(records: list[dict[str, Any]], valid_fraction: float, split_by
     return train, valid
 
 
+# ---------------------------------------------------------------- facts and their phrasings
+
+
+def plan_facts(facts: list[dict[str, Any]], answered: list[dict[str, Any]], chunks: dict[str, dict[str, Any]], topic: str) -> list[FactPlan]:
+    """Every fact with its independent phrasings: kept pairs (a pair without a fact is a fact of its own)
+    and, for a fact with none, a question anchored on its own identifier."""
+    plans: dict[str, FactPlan] = {f["fact_id"]: FactPlan(f) for f in facts}
+    by_text = {f["text"]: f["fact_id"] for f in facts}
+    for record in answered:
+        key = record.get("fact_id") or by_text.get(record.get("fact") or "")
+        if key is None:
+            key = make_fact_id(record["question"] + "\n" + record["answer"])
+            chunk = chunks.get(record["chunk_id"], {})
+            plans[key] = FactPlan({"fact_id": key, "text": record["answer"], "kind": "pair", "chunk_id": record["chunk_id"],
+                                   "doc_id": record.get("doc_id"), "source": record.get("source"), "page": record.get("page"),
+                                   "heading": record.get("heading") or chunk.get("heading") or ""})
+        plan = plans.get(key)
+        if plan is None:  # a pair about a fact the generate stage did not list: its own fact
+            plan = plans[key] = FactPlan({**{k: record.get(k) for k in ("chunk_id", "doc_id", "source", "page")},
+                                          "fact_id": key, "text": record.get("fact") or record["answer"], "kind": "sentence",
+                                          "heading": record.get("heading") or ""})
+        if _normalize(record["question"]) not in {_normalize(p.question) for p in plan.phrasings}:
+            plan.phrasings.append(Phrasing(record["question"], record["answer"], record.get("strategy") or "", record["qid"], list(record.get("context_chunk_ids") or [])))
+    anchors = unique_anchors(p.fact["text"] for p in plans.values() if p.fact.get("kind") != "excerpt")
+    for plan in plans.values():
+        anchor = anchors.get(plan.fact["text"])
+        if not plan.phrasings and anchor and plan.fact.get("kind") != "excerpt":
+            plan.phrasings.append(Phrasing(anchor_question(anchor, topic), plan.fact["text"], "anchor", f"{plan.fact['fact_id']}-anchor"))
+        for phrasing in plan.phrasings:
+            phrasing.rewrites = rewrites(phrasing.question, topic, plan.fact.get("heading") or "")
+    return list(plans.values())
+
+
+def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int) -> None:
+    """Mark ``unseen_fraction`` of the askable facts unseen; from every other fact with two or more
+    phrasings hold one out (a model-written one when there is one), seeded."""
+    rng = random.Random(seed)
+    askable = [p for p in plans if p.phrasings]
+    for plan in rng.sample(askable, round(unseen_fraction * len(askable))) if unseen_fraction else []:
+        plan.unseen = True
+    for plan in plans:
+        if plan.unseen or len(plan.phrasings) < 2:
+            continue
+        natural = [p for p in plan.phrasings if p.strategy in _MODEL_WRITTEN] or plan.phrasings
+        plan.heldout = rng.choice(natural)
+
+
+def trained_pairs(plan: FactPlan, limit: int) -> list[tuple[str, Phrasing, str]]:
+    """(question, its phrasing, "base" | "rewrite") trained for a fact: the phrasings first, then their
+    rewrites in turn, at most ``limit``."""
+    kept = [p for p in plan.phrasings if p is not plan.heldout]
+    pairs = [(p.question, p, "base") for p in kept]
+    for depth in range(max((len(p.rewrites) for p in kept), default=0)):
+        pairs += [(p.rewrites[depth], p, "rewrite") for p in kept if depth < len(p.rewrites)]
+    return pairs[:limit]
+
+
+# ---------------------------------------------------------------- records
+
+
+def _chunk_text(chunk: dict[str, Any], cut: list[str]) -> str:
+    """A chunk as training text: its heading first (unless it opens with it), unseen facts cut out."""
+    text = chunk["text"]
+    for sentence in cut:
+        text = text.replace(sentence, "")
+    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    heading = chunk.get("heading") or ""
+    return text if not heading or text.startswith(heading) else f"{heading}\n\n{text}"
+
+
+def _origin(kind: str, fact: dict[str, Any], phrasing: Optional[Phrasing] = None, form: str = "") -> dict[str, Any]:
+    """Where a record comes from (its provenance line, without split and line number)."""
+    return {
+        "kind": kind, "fact_id": fact["fact_id"], "qid": phrasing.qid if phrasing else None,
+        "context_chunk_ids": phrasing.context_chunk_ids if phrasing else None,
+        "strategy": phrasing.strategy if phrasing else None, "phrasing": form or None,
+        **{k: fact.get(k) for k in ("chunk_id", "doc_id", "source", "page", "heading")},
+    }
+
+
+def _eval_row(set_name: str, question: str, answer: str, plan: FactPlan, chunks: dict[str, dict[str, Any]], qid: str) -> dict[str, Any]:
+    chunk = chunks.get(plan.fact.get("chunk_id"), {})
+    context = _chunk_text(chunk, []) if chunk else plan.fact["text"]
+    return {"set": set_name, "id": f"{set_name}:{qid}", "question": question, "reference": answer,
+            "fact_id": plan.fact["fact_id"], "chunk_id": plan.fact.get("chunk_id"), "context": context}
+
+
+@dataclass
+class Built:
+    train: list[dict[str, Any]] = field(default_factory=list)
+    valid: list[dict[str, Any]] = field(default_factory=list)
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    eval_rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, split: str, record: dict[str, Any], origin: dict[str, Any]) -> None:
+        rows = self.train if split == "train" else self.valid
+        self.provenance.append({**origin, "split": split, "line": len(rows)})
+        rows.append(record)
+
+
+def build_records(plans: list[FactPlan], chunks: dict[str, dict[str, Any]], ds: Any, valid_qids: set[str]) -> Built:
+    """Train/valid records, provenance and eval rows. With ``split_by=phrasing`` the plans carry the
+    held-out choices; otherwise the phrasings whose qid is in ``valid_qids`` are validation."""
+    built = Built()
+    for plan in plans:
+        if plan.unseen:
+            if plan.phrasings:
+                first = plan.phrasings[0]
+                built.eval_rows.append(_eval_row("unseen", first.question, first.answer, plan, chunks, first.qid))
+            continue
+        held = [plan.heldout] if plan.heldout else [p for p in plan.phrasings if p.qid in valid_qids]
+        for phrasing in held:
+            built.add("valid", format_record(phrasing.question, phrasing.answer, ds.format), _origin("qa", plan.fact, phrasing, "base"))
+            built.eval_rows.append(_eval_row("heldout", phrasing.question, phrasing.answer, plan, chunks, phrasing.qid))
+        trained_plan = FactPlan(plan.fact, [p for p in plan.phrasings if p not in held])
+        for question, phrasing, form in trained_pairs(trained_plan, ds.phrasings_per_fact):
+            for _ in range(ds.mix.qa):
+                built.add("train", format_record(question, phrasing.answer, ds.format), _origin("qa", plan.fact, phrasing, form))
+            if form == "base":
+                built.eval_rows.append(_eval_row("train", question, phrasing.answer, plan, chunks, phrasing.qid))
+        # a fact's own sentence (not a pair's answer, nor a raw excerpt: its chunk's text trains)
+        for _ in range(ds.mix.fact_text if plan.fact.get("kind") in ("sentence", "record") else 0):
+            built.add("train", {"text": plan.fact["text"]}, _origin("fact_text", plan.fact))
+    unseen_sentences = [p.fact["text"] for p in plans if p.unseen]
+    trained_chunks = dict.fromkeys(p.fact["chunk_id"] for p in plans if not p.unseen and p.fact.get("chunk_id") in chunks)
+    for chunk_id in trained_chunks:
+        text = _chunk_text(chunks[chunk_id], unseen_sentences)
+        origin = {**_origin("chunk_text", {"fact_id": None, **chunks[chunk_id]}), "chunk_id": chunk_id}
+        for _ in range(ds.mix.chunk_text if text else 0):
+            built.add("train", {"text": text}, origin)
+    return built
+
+
+def _legacy_valid_qids(plans: list[FactPlan], ds: Any) -> set[str]:
+    """``split_by=question|chunk``: the validation pairs, ``valid_fraction`` of the kept pairs by group."""
+    pairs = [{"qid": p.qid, "question": p.question, "chunk_id": plan.fact.get("chunk_id")} for plan in plans for p in plan.phrasings if p.strategy != "anchor"]
+    _, valid = split_records(pairs, ds.valid_fraction, ds.split_by, ds.seed)
+    return {r["qid"] for r in valid}
+
+
+# ---------------------------------------------------------------- the stage
+
+
 def draw_coverage(pages: list[dict[str, Any]], examples: list[dict[str, Any]], path: Any) -> float:
-    """Bar chart of kept examples per document page (gaps show uncovered pages); return the covered share."""
+    """Bar chart of trained facts per document page (gaps show uncovered pages); return the covered share."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,42 +274,76 @@ def draw_coverage(pages: list[dict[str, Any]], examples: list[dict[str, Any]], p
     return sum(v > 0 for v in values) / max(1, len(keys))
 
 
-def _provenance(split: str, line: int, record: dict[str, Any]) -> dict[str, Any]:
-    fields = ("qid", "chunk_id", "context_chunk_ids", "doc_id", "source", "page", "fact", "strategy")
-    return {"split": split, "line": line, **{f: record.get(f) for f in fields}}
-
-
 def run(cfg: Any, ctx: StageContext) -> StageResult:
-    """Write train.jsonl / valid.jsonl in ``dataset.format`` plus provenance.jsonl."""
+    """Write train/valid JSONL in ``dataset.format``, provenance.jsonl and eval_sets.jsonl."""
     answered = read_jsonl(ctx.inputs["answer"] / Answer.ANSWERS)
-    if not answered:
+    facts = read_jsonl(ctx.inputs["generate"] / Generate.FACTS)
+    chunks = {c["chunk_id"]: c for c in load_chunks(ctx.inputs["chunk"])}
+    ds = cfg.dataset
+    plans = plan_facts(facts, answered, chunks, cfg.generate.topic)
+    if not any(p.phrasings for p in plans):
         raise InputError(
             "no question survived curation and answering, so there is nothing to train on: "
             "see curate/dropped.jsonl and answer/answers_dropped.jsonl in MLflow, then generate more "
             "(generate.max_chunks, generate.candidates_per_fact) or use a stronger model"
         )
-    ds = cfg.dataset
-    train, valid = split_records(answered, ds.valid_fraction, ds.split_by, ds.seed)
-    write_jsonl(ctx.work_dir / Dataset.TRAIN, (format_record(r["question"], r["answer"], ds.format) for r in train))
-    if valid:  # mlx-lm's loader fails on an empty file (IndexError); a missing one means "no validation"
-        write_jsonl(ctx.work_dir / Dataset.VALID, (format_record(r["question"], r["answer"], ds.format) for r in valid))
-    provenance = [_provenance("train", i, r) for i, r in enumerate(train)] + [_provenance("valid", i, r) for i, r in enumerate(valid)]
+    valid_qids: set[str] = set()
+    if ds.split_by == "phrasing":
+        hold_out(plans, ds.unseen_fraction, ds.seed)
+    else:
+        valid_qids = _legacy_valid_qids(plans, ds)
+    built = build_records(plans, chunks, ds, valid_qids)
+    order = list(range(len(built.train)))
+    random.Random(ds.seed).shuffle(order)  # kinds and facts interleaved; the trainer batches by length
+    train = [built.train[i] for i in order]
+    train_origin = {i: row for i, row in enumerate(p for p in built.provenance if p["split"] == "train")}
+    provenance = [{**train_origin[old], "line": new} for new, old in enumerate(order)] + [p for p in built.provenance if p["split"] == "valid"]
+
+    write_jsonl(ctx.work_dir / Dataset.TRAIN, train)
+    if built.valid:  # mlx-lm's loader fails on an empty file (IndexError); a missing one means "no validation"
+        write_jsonl(ctx.work_dir / Dataset.VALID, built.valid)
     write_jsonl(ctx.work_dir / Dataset.PROVENANCE, provenance)
-    answer_chars = [len(r["answer"]) for r in answered] or [0]
-    metrics = {
-        "train_size": len(train),
-        "valid_size": len(valid),
-        "train_approx_tokens": sum(len(r["question"]) + len(r["answer"]) for r in train) / CHARS_PER_TOKEN,
-        "valid_approx_tokens": sum(len(r["question"]) + len(r["answer"]) for r in valid) / CHARS_PER_TOKEN,
-        "answer_chars_mean": statistics.mean(answer_chars),
-        "answer_chars_median": statistics.median(answer_chars),
-        "answer_chars_max": max(answer_chars),
-    }
+    write_jsonl(ctx.work_dir / Dataset.EVAL_SETS, built.eval_rows)
+    metrics = dataset_metrics(plans, built, provenance)
     pages = read_jsonl(ctx.inputs["ingest"] / Ingest.PAGES)
-    metrics["pages_covered_share"] = draw_coverage(pages, answered, ctx.work_dir / Dataset.COVERAGE)
-    log.info("dataset: %d train / %d valid records (%s format)", len(train), len(valid), ds.format)
+    trained_facts = [p.fact for p in plans if not p.unseen and p.fact.get("source") is not None]
+    metrics["pages_covered_share"] = draw_coverage(pages, trained_facts, ctx.work_dir / Dataset.COVERAGE)
+    log.info(
+        "dataset: %d facts (%d unseen, %d with a held-out phrasing); %d train records (%d question/answer), %d valid (%s format)",
+        metrics["facts"], metrics["facts_unseen"], metrics["facts_heldout"], len(train), metrics["qa_records"], len(built.valid), ds.format,
+    )
     return StageResult(
         metrics=metrics,
-        artifacts=[Dataset.TRAIN, Dataset.PROVENANCE, Dataset.COVERAGE] + ([Dataset.VALID] if valid else []),
-        datasets={"training": Dataset.TRAIN, **({"validation": Dataset.VALID} if valid else {})},
+        artifacts=[Dataset.TRAIN, Dataset.PROVENANCE, Dataset.EVAL_SETS, Dataset.COVERAGE] + ([Dataset.VALID] if built.valid else []),
+        datasets={"training": Dataset.TRAIN, **({"validation": Dataset.VALID} if built.valid else {})},
     )
+
+
+def dataset_metrics(plans: list[FactPlan], built: Built, provenance: list[dict[str, Any]]) -> dict[str, float]:
+    kinds = Counter(p["kind"] for p in provenance if p["split"] == "train")
+    per_fact = Counter(p["fact_id"] for p in provenance if p["split"] == "train" and p["kind"] == "qa")
+    trained = [p for p in plans if not p.unseen]
+    chars = [len(_record_text(r)) for r in built.train] or [0]
+    sets = Counter(row["set"] for row in built.eval_rows)
+    return {
+        "facts": len(plans),
+        "facts_trained": len(trained),
+        "facts_unseen": sum(p.unseen for p in plans),
+        "facts_heldout": sum(1 for p in provenance if p["split"] == "valid"),
+        "facts_without_question": sum(not per_fact[p.fact["fact_id"]] for p in trained),
+        "phrasings_per_fact_mean": statistics.mean(per_fact[p.fact["fact_id"]] for p in trained) if trained else 0.0,
+        "train_size": len(built.train),
+        "valid_size": len(built.valid),
+        "qa_records": kinds["qa"],
+        "fact_text_records": kinds["fact_text"],
+        "chunk_text_records": kinds["chunk_text"],
+        "train_approx_tokens": sum(chars) / CHARS_PER_TOKEN,
+        "train_record_chars_mean": statistics.mean(chars),
+        **{f"eval_{name}_size": float(sets[name]) for name in ("heldout", "unseen", "train")},
+    }
+
+
+def _record_text(record: dict[str, Any]) -> str:
+    if "messages" in record:
+        return " ".join(m["content"] for m in record["messages"])
+    return record.get("text") or f"{record.get('prompt', '')} {record.get('completion', '')}"

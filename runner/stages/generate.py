@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from runner.artifacts import Generate, load_chunks
-from runner.facts import answer_span, clean_sentences, extract_facts, fallback_facts
+from runner.fact_selection import select_facts
+from runner.facts import answer_span
 from runner.jsonl import write_jsonl
 from runner.llm import ChatRequest, ChatResponse, create_llm
 from runner.llm.base import LLM, questions_schema
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
 from runner.stage import StageContext, StageResult
-from runner.templates import template_questions
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,8 @@ class WorkItem:
     item_id: str
     chunk: dict[str, Any]
     request: ChatRequest
-    fact: Optional[str] = None
-    answer_hint: Optional[str] = None  # the fact's most checkable span (error code, value, path, ...)
-    fact_is_sentence: bool = False  # False when the fact is a raw excerpt of a chunk with no clean sentence
+    fact: Optional[str] = None  # fact_anchored: the fact's text
+    fact_record: Optional[dict[str, Any]] = None  # and its record (runner/fact_selection.py)
 
 
 def select_chunks(chunks: list[dict[str, Any]], max_chunks: Optional[int], seed: int) -> list[dict[str, Any]]:
@@ -99,28 +98,27 @@ def fact_messages(fact: str, answer: str, prompts: Any, topic: str) -> list[dict
     return messages
 
 
-def build_fact_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
+def build_fact_items(facts: list[dict[str, Any]], chunks_by_id: dict[str, dict[str, Any]], cfg: Any) -> list[WorkItem]:
+    """``generate.candidates_per_fact`` question requests for every prose fact (records have fixed questions)."""
     gen = cfg.generate
     items = []
-    for chunk in chunks:
-        n_facts = min(gen.max_facts_per_chunk, questions_for(chunk["text"], gen))
-        facts = extract_facts(chunk["text"], n_facts) or fallback_facts(chunk["text"], n_facts)
-        is_sentence = bool(facts)
-        # a chunk with no clean sentence at all still gets asked about, with an excerpt as its "fact"
-        facts_text = [f.text for f in facts] if facts else [chunk["text"][:320]]
-        for f_index, fact in enumerate(facts_text):
-            answer = answer_span(fact)
-            for candidate in range(gen.candidates_per_fact):
-                # the first candidate uses the configured temperature; extra ones explore
-                temperature = None if candidate == 0 else max(cfg.llm.temperature, 0.7)
-                request = ChatRequest(
-                    fact_messages(fact, answer or fact, cfg.prompts, gen.topic),
-                    max_tokens=cfg.llm.max_tokens,
-                    temperature=temperature,
-                    json_schema=QUESTION_SCHEMA,
-                    seed=gen.seed + candidate,
-                )
-                items.append(WorkItem(f"{chunk['chunk_id']}-f{f_index}-k{candidate}", chunk, request, fact, answer, is_sentence))
+    per_chunk: dict[str, int] = {}
+    for fact in facts:
+        if fact["kind"] == "record":
+            continue
+        index = per_chunk.get(fact["chunk_id"], 0)
+        per_chunk[fact["chunk_id"]] = index + 1
+        for candidate in range(gen.candidates_per_fact):
+            # the first candidate uses the configured temperature; extra ones explore
+            temperature = None if candidate == 0 else max(cfg.llm.temperature, 0.7)
+            request = ChatRequest(
+                fact_messages(fact["text"], fact["answer_hint"] or fact["text"], cfg.prompts, gen.topic),
+                max_tokens=cfg.llm.max_tokens,
+                temperature=temperature,
+                json_schema=QUESTION_SCHEMA,
+                seed=gen.seed + candidate,
+            )
+            items.append(WorkItem(f"{fact['chunk_id']}-f{index}-k{candidate}", chunks_by_id[fact["chunk_id"]], request, fact["text"], fact))
     return items
 
 
@@ -193,6 +191,7 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
     for item in items:
         record = by_id[item.item_id]
         records.append(record)
+        fact = item.fact_record or {}
         for j, question in enumerate(record["questions"]):
             questions.append(
                 {
@@ -202,55 +201,45 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
                     "doc_id": item.chunk["doc_id"],
                     "source": item.chunk["source"],
                     "page": item.chunk["page"],
-                    "fact": item.fact,
-                    "answer_hint": item.answer_hint,
-                    "fact_is_sentence": item.fact_is_sentence,
+                    "heading": item.chunk.get("heading") or "",
+                    "fact": fact.get("text"),
+                    "fact_id": fact.get("fact_id"),
+                    "answer_hint": fact.get("answer_hint"),
+                    "fact_is_sentence": fact.get("kind") == "sentence",
                     "strategy": record["strategy"],
                 }
             )
     return records, questions
 
 
-def template_records(chunks: list[dict[str, Any]], corpus: list[dict[str, Any]], cfg: Any) -> list[dict[str, Any]]:
-    """Fixed questions about the identifiers the selected chunks explain (no model call); an identifier
-    counts as explained when one sentence of the whole ``corpus`` explains it."""
-    if cfg.generate.strategy != "fact_anchored" or not cfg.generate.templates:
-        return []
-    corpus_sentences = (sentence for chunk in corpus for _, sentence in clean_sentences(chunk["text"]))
-    by_sentence = template_questions(corpus_sentences, cfg.generate.topic, cfg.generate.templates)
-    records = []
-    for chunk in chunks:
-        found = [t for _, sentence in clean_sentences(chunk["text"]) for t in by_sentence.get(sentence, [])]
-        for j, template in enumerate(found):
-            records.append(
-                {
-                    "qid": f"{chunk['chunk_id']}-t{j}",
-                    "question": template.question,
-                    "chunk_id": chunk["chunk_id"],
-                    "doc_id": chunk["doc_id"],
-                    "source": chunk["source"],
-                    "page": chunk["page"],
-                    "fact": template.sentence,
-                    "answer_hint": template.identifier,
-                    "fact_is_sentence": True,
-                    "strategy": "template",
-                    "template": template.kind,
-                }
-            )
-    return records
-
-
-def build_items(chunks: list[dict[str, Any]], cfg: Any) -> list[WorkItem]:
+def build_items(chunks: list[dict[str, Any]], cfg: Any, facts: Optional[list[dict[str, Any]]] = None) -> list[WorkItem]:
+    """The model requests: per chunk (free) or per prose fact and candidate (fact_anchored; the facts
+    of ``chunks`` unless given)."""
     if cfg.generate.strategy == "free":
         return build_free_items(chunks, cfg)
-    return build_fact_items(chunks, cfg)
+    if facts is None:
+        facts, _ = select_facts(chunks, chunks, cfg)
+    return build_fact_items(facts, {c["chunk_id"]: c for c in chunks}, cfg)
+
+
+def template_records(templates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fixed questions with ids: the chunk's, then t0, t1, ... in order."""
+    counts: dict[str, int] = {}
+    records = []
+    for question in templates:
+        n = counts.get(question["chunk_id"], 0)
+        counts[question["chunk_id"]] = n + 1
+        records.append({"qid": f"{question['chunk_id']}-t{n}", **question})
+    return records
 
 
 def run(cfg: Any, ctx: StageContext) -> StageResult:
     """Write ``instructions.jsonl``: questions with their chunk, document, page and fact."""
     corpus = load_chunks(ctx.inputs["chunk"])
     chunks = select_chunks(corpus, cfg.generate.max_chunks, cfg.generate.seed)
-    items = build_items(chunks, cfg)
+    facts, templates = select_facts(chunks, corpus, cfg) if cfg.generate.strategy == "fact_anchored" else ([], [])
+    write_jsonl(ctx.work_dir / Generate.FACTS, facts)
+    items = build_items(chunks, cfg, facts)
     items_path = ctx.work_dir / Generate.ITEMS
     llm = create_llm(cfg.llm, cfg.model, ctx.root)
     try:
@@ -260,13 +249,18 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     records, questions = collect_instructions(items, items_path)
     errors = [r["error"] or "unknown" for r in records if r["status"] == "error"]
     raise_if_too_many_failed(errors, len(records), cfg.llm.max_error_share, "question")
-    templated = template_records(chunks, corpus, cfg)
+    templated = template_records(templates)
     questions += templated
     write_jsonl(ctx.work_dir / Generate.INSTRUCTIONS, questions)
     for q in random.Random(0).sample(questions, min(SAMPLE_SIZE, len(questions))):
         log.info("  sample question [%s p%s]: %s", q["chunk_id"], q["page"], q["question"])
-    metrics = {**generation_metrics(records, questions, chunks, throughput), "template_questions": len(templated)}
-    return StageResult(metrics=metrics, artifacts=[Generate.INSTRUCTIONS, Generate.ITEMS])
+    metrics = {
+        **generation_metrics(records, questions, chunks, throughput),
+        "template_questions": len(templated),
+        "facts": len(facts),
+        **{f"facts/{kind}": sum(f["kind"] == kind for f in facts) for kind in ("sentence", "record", "excerpt")},
+    }
+    return StageResult(metrics=metrics, artifacts=[Generate.INSTRUCTIONS, Generate.ITEMS, Generate.FACTS])
 
 
 def generation_metrics(records: list[dict[str, Any]], questions: list[dict[str, Any]], chunks: list[dict[str, Any]], throughput: dict[str, float]) -> dict[str, float]:

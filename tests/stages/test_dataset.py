@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.models import resolve_gguf
 from runner.stage import StageContext
-from runner.artifacts import Answer, Dataset, Ingest
+from runner.artifacts import Answer, Chunk, Dataset, Generate, Ingest
 from runner.stages import dataset
 from runner.stages.dataset import format_record, split_records
 
@@ -107,17 +107,29 @@ def test_format_record() -> None:
 # ---------------------------------------------------------------- the stage, every format, read by mlx-lm
 
 
-def _run_stage(cfg: DictConfig, records: list[dict[str, Any]], tmp_path: Path) -> tuple[Any, Path]:
+# the splits of the earlier dataset stage: question/answer pairs only, valid_fraction of them by question
+LEGACY = ["dataset.split_by=question", "dataset.phrasings_per_fact=1", "dataset.mix.fact_text=0", "dataset.mix.chunk_text=0"]
+
+
+def _run_stage(cfg: DictConfig, records: list[dict[str, Any]], tmp_path: Path, facts: list[dict[str, Any]] = ()) -> tuple[Any, Path]:
     answers = tmp_path / "answer"
     answers.mkdir(parents=True, exist_ok=True)
     write_jsonl(answers / Answer.ANSWERS, records)
+    generate = tmp_path / "generate"
+    generate.mkdir(parents=True, exist_ok=True)
+    write_jsonl(generate / Generate.FACTS, list(facts))
+    chunk_dir = tmp_path / "chunk"
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    chunk_ids = dict.fromkeys([r["chunk_id"] for r in records] + [f["chunk_id"] for f in facts])
+    write_jsonl(chunk_dir / Chunk.CHUNKS, [{"chunk_id": c, "doc_id": "d001", "source": "manual.md", "page": 1, "text": f"Text of chunk {c}.", "heading": "1.1 Settings"} for c in chunk_ids])
     ingest = tmp_path / "ingest"
     ingest.mkdir(parents=True, exist_ok=True)
     pages = sorted({(r["source"], r["page"]) for r in records} | {("manual.md", 9)})  # page 9: no example
     write_jsonl(ingest / Ingest.PAGES, [{"doc_id": "d001", "source": s, "page": p, "text": "..."} for s, p in pages])
     work = tmp_path / "dataset"
     work.mkdir(parents=True, exist_ok=True)
-    result = dataset.run(cfg, StageContext("dataset", cfg, REPO_ROOT, work, {"answer": answers, "ingest": ingest}))
+    inputs = {"answer": answers, "generate": generate, "chunk": chunk_dir, "ingest": ingest}
+    result = dataset.run(cfg, StageContext("dataset", cfg, REPO_ROOT, work, inputs))
     assert (work / "coverage.png").is_file()
     assert result.metrics["pages_covered_share"] == pytest.approx((len(pages) - 1) / len(pages))
     return result, work
@@ -146,7 +158,7 @@ def _mlx_load(folder: Path, tokenizer: Any, mask_prompt: bool) -> tuple[Any, Any
 def test_stage_writes_each_format_and_mlx_lm_loads_it(
     fmt: str, composed_cfg: Callable[..., DictConfig], tmp_path: Path, tokenizer: Any
 ) -> None:
-    cfg = composed_cfg([f"dataset={fmt}"])
+    cfg = composed_cfg([f"dataset={fmt}", *LEGACY])
     records = _records(20)
     result, work = _run_stage(cfg, records, tmp_path)
 
@@ -186,8 +198,95 @@ def test_stage_writes_each_format_and_mlx_lm_loads_it(
 
 
 def test_a_single_record_trains_and_mlx_lm_still_loads(composed_cfg: Callable[..., DictConfig], tmp_path: Path, tokenizer: Any) -> None:
-    result, work = _run_stage(composed_cfg(), _records(1), tmp_path)
+    result, work = _run_stage(composed_cfg(LEGACY), _records(1), tmp_path)
     assert read_jsonl(work / Dataset.TRAIN) and not (work / Dataset.VALID).exists()  # an empty valid.jsonl breaks mlx-lm
     assert result.metrics["valid_size"] == 0 and "validation" not in result.datasets and Dataset.VALID not in result.artifacts
     train_set, valid_set = _mlx_load(work, tokenizer, mask_prompt=True)
     assert len(train_set) == 1 and len(valid_set) == 0
+
+
+# ---------------------------------------------------------------- every fact trains, split by phrasing
+
+FACT_SENTENCES = [
+    "The relay listens on TCP port 7460 for the Quillstream Protocol.",
+    "A node supports at most 5,000 channels unless limits.max_channels is raised.",
+    "The archive profile keeps messages for 720 hours before deleting them.",
+    "Audit events are written as JSON lines to /var/log/quillstream/audit.log.",
+    "The relay sends at most 256 unacknowledged messages to each subscriber, as set by delivery.prefetch.",
+]
+
+
+def _facts() -> list[dict[str, Any]]:
+    return [
+        {"fact_id": f"f{i}", "text": text, "kind": "sentence", "chunk_id": f"c{i // 2:05d}", "doc_id": "d001", "source": "manual.md", "page": 1 + i, "heading": "1.1 Settings"}
+        for i, text in enumerate(FACT_SENTENCES)
+    ]
+
+
+def _pairs(questions: dict[int, list[str]]) -> list[dict[str, Any]]:
+    """Kept pairs: model-written questions about fact i, answered by its sentence."""
+    facts = _facts()
+    return [
+        {"qid": f"q{i}-{j}", "question": q, "answer": facts[i]["text"], "fact": facts[i]["text"], "fact_id": facts[i]["fact_id"],
+         "chunk_id": facts[i]["chunk_id"], "doc_id": "d001", "source": "manual.md", "page": facts[i]["page"], "strategy": "fact_anchored", "context_chunk_ids": []}
+        for i, qs in questions.items() for j, q in enumerate(qs)
+    ]
+
+
+QUESTIONS = {
+    0: ["Which TCP port does the relay listen on?", "On which port does the Quillstream Protocol run?"],
+    1: ["How many channels does a node support at most?", "What is the channel limit of a node?"],
+    2: ["How long does the archive profile keep messages?"],
+    # fact 3: no kept question; fact 4: no kept question but an identifier only it names
+}
+
+
+def _texts(records: list[dict[str, Any]]) -> str:
+    return "\n".join(r.get("text") or " ".join(m["content"] for m in r.get("messages", [])) for r in records)
+
+
+def test_every_fact_trains_and_one_phrasing_per_fact_is_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "generate.topic=Quillstream Relay"])
+    result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
+    train, valid = read_jsonl(work / Dataset.TRAIN), read_jsonl(work / Dataset.VALID)
+    eval_rows = read_jsonl(work / Dataset.EVAL_SETS)
+    trained_text = _texts(train)
+
+    # facts 0 and 1 have two phrasings: one held out each, the other trains with the fact
+    assert len(valid) == 2 and result.metrics["facts_heldout"] == 2
+    heldout = {r["question"]: r for r in eval_rows if r["set"] == "heldout"}
+    assert len(heldout) == 2
+    for question, row in heldout.items():
+        assert question not in trained_text  # neither the question nor a rewrite of it trains
+        assert row["reference"] in trained_text  # but its fact does
+        assert row["context"].startswith("1.1 Settings")
+    for sentence in FACT_SENTENCES:  # every fact is in training, as text at least
+        assert sentence in trained_text
+    # fact 4 had no question: one is anchored on the identifier only it names
+    assert "What does the Quillstream Relay manual say about delivery.prefetch?" in trained_text
+    # fact 3's path is its only identifier, so it is anchored too; nothing without a question is lost
+    assert result.metrics["facts_without_question"] == 0
+    assert {r["set"] for r in eval_rows} == {"heldout", "train"}
+    kinds = Counter(p["kind"] for p in read_jsonl(work / Dataset.PROVENANCE) if p["split"] == "train")
+    assert kinds["fact_text"] == 5 and kinds["chunk_text"] == 3 and kinds["qa"] == result.metrics["qa_records"] > 5
+
+
+def test_unseen_facts_are_held_out_whole(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg(["dataset.unseen_fraction=0.4", "generate.topic=Quillstream Relay"])
+    result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
+    trained_text = _texts(read_jsonl(work / Dataset.TRAIN))
+    unseen = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "unseen"]
+    assert len(unseen) == result.metrics["facts_unseen"] == 2  # 40 % of the 5 askable facts
+    for row in unseen:
+        assert row["reference"] not in trained_text and row["question"] not in trained_text
+    assert result.metrics["facts_trained"] == 3
+
+
+def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.phrasings_per_fact=2", "dataset.mix.qa=2", "dataset.mix.fact_text=3", "dataset.mix.chunk_text=0"])
+    result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
+    provenance = [p for p in read_jsonl(work / Dataset.PROVENANCE) if p["split"] == "train"]
+    per_fact = Counter(p["fact_id"] for p in provenance if p["kind"] == "qa")
+    assert max(per_fact.values()) == 2 * 2  # 2 phrasings, each twice
+    assert Counter(p["kind"] for p in provenance)["fact_text"] == 3 * 5
+    assert "chunk_text" not in {p["kind"] for p in provenance}

@@ -163,7 +163,7 @@ def test_every_selected_chunk_gets_a_question_with_its_provenance(fact_run, tiny
     assert result.metrics["questions"] == len(questions)
     assert result.metrics["errors"] == 0
     assert result.metrics["tokens_per_s"] > 0
-    assert set(result.artifacts) == {Generate.INSTRUCTIONS, Generate.ITEMS}
+    assert set(result.artifacts) == {Generate.INSTRUCTIONS, Generate.ITEMS, Generate.FACTS}
 
 
 def test_free_strategy_runs_one_request_per_chunk(

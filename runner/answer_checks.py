@@ -1,0 +1,97 @@
+"""Does an answer answer its question? Deterministic checks, no model.
+
+A question's form says what its answer must hold: "which command" a command, "how many / how long /
+what size" a number, "what is the default" a value, "how do I / how to" a procedure or a command,
+"which file / where" a path. A pair whose answer lacks it ("How to create a linked clone of a template?"
+-> "For CT templates, we try to create a linked clone by default.") is dropped with the reason
+``answer_type:<kind>``. Questions of other forms are not judged here.
+
+``debris`` finds what a real PDF leaves in a text: reference-table syntax, ligature characters and
+words split at a line end; its share among kept answers is logged on every run as a quality proxy.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+_NUMBER_WORDS = r"(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|hundred|thousand|million|once|twice|half|single|double)"
+_NUMBER = re.compile(rf"\d|\b{_NUMBER_WORDS}\b", re.IGNORECASE)
+_FLAG = r"(?<![\w-])--?[A-Za-z][\w-]*"
+_PATH = re.compile(r"(?:~|\.{0,2})?/[\w.@%+-]+(?:/[\w.@%<>{}*+-]*)*|\b[\w-]+\.(?:conf|cfg|toml|ya?ml|json|ini|xml|txt|log|sh|py|service|socket|timer|d)\b")
+_CODE_SPAN = re.compile(r"`[^`]+`")
+# "command qsctl", "run qsctl ...", "use apt-get", "with systemctl restart": a word the sentence calls a command
+_CALLED_COMMAND = re.compile(
+    r"\b(?:command|commands|run|running|runs|execute|type|invoke|call|use|using|with|via)\s+[`'\"]?[a-z][\w.+-]*(?:\s+[a-z][\w.-]*)*\s*(?:" + _FLAG + r"|<[\w-]+>|[a-z][\w.-]*)",
+    re.IGNORECASE,
+)
+_IMPERATIVE = re.compile(
+    r"(?:^|[.;:]\s+|\bthen\s+|\bfirst,?\s+)(?:run|use|set|create|add|open|edit|click|select|enable|disable|start|stop|restart|install|"
+    r"remove|delete|configure|call|type|pass|specify|change|mount|copy|move|upload|download|enter|press|choose|define|write|"
+    r"place|put|append|assign|register|apply|load|unload|reload|attach|detach|initialize|connect|log in|sign in)\b",
+    re.IGNORECASE,
+)
+_VALUE = re.compile(
+    rf"\bdefaults?\s*(?:to|is|=|:|value is|setting is)\s*\S|\(\s*default\s*[=:]\s*\S|\d|{_FLAG}|`[^`]+`|"
+    r"\b(?:true|false|yes|no|on|off|enabled?|disabled?|none|null|empty|unset|unlimited|auto(?:matic)?)\b|"
+    r"\b[a-z]+[._][a-z0-9_.]+\b|\"[^\"]+\"|'[^']+'",
+    re.IGNORECASE,
+)
+_VERSION = re.compile(r"\b\d+(?:\.\d+)+\b|\b(?:release|version|v)\s*\d+", re.IGNORECASE)
+
+# question forms, most specific first: (kind, pattern)
+_FORMS = (
+    ("command", re.compile(r"\b(?:which|what)\s+(?:is\s+the\s+|are\s+the\s+)?(?:\w+\s+)?(?:command|cli command|subcommand|tool|utility|program)s?\b", re.IGNORECASE)),
+    ("version", re.compile(r"\b(?:which|what|in which|since which)\s+(?:release|version)\b", re.IGNORECASE)),
+    ("path", re.compile(r"\b(?:which|what)\s+(?:\w+\s+)?(?:file|path|directory|folder|log file|config(?:uration)? file)s?\b|\bwhere\s+(?:is|are|does|do|must|should)\b", re.IGNORECASE)),
+    ("value", re.compile(r"\b(?:what|which)\s+is\s+the\s+default\b|\bdefault\s+(?:value|setting)\b|\bby default\b.*\bwhat\b|\bwhat\b.*\bdefaults? to\b", re.IGNORECASE)),
+    ("quantity", re.compile(r"\bhow\s+(?:many|much|long|often|large|big|small|fast|old|far)\b|\bwhat\s+(?:\w+\s+)?(?:size|number|amount|limit|maximum|minimum|port|timeout|interval|duration|percentage|rate)\b|\bwhich\s+port\b", re.IGNORECASE)),
+    ("procedure", re.compile(r"^\s*how\s+(?:do|does|can|should|would|could|must|to)\b|^\s*how\s+is\s+.+\s+(?:done|set|configured|enabled|disabled|created|changed)\b", re.IGNORECASE)),
+)
+
+
+def expected_answer(question: str) -> Optional[str]:
+    """What the question's form asks for: command | version | path | value | quantity | procedure, or None."""
+    for kind, pattern in _FORMS:
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def has_command(answer: str) -> bool:
+    return bool(_CODE_SPAN.search(answer) or re.search(_FLAG, answer) or _CALLED_COMMAND.search(answer))
+
+
+_CHECKS = {
+    "command": has_command,
+    "version": lambda a: bool(_VERSION.search(a)),
+    "path": lambda a: bool(_PATH.search(a)),
+    "value": lambda a: bool(_VALUE.search(a)),
+    "quantity": lambda a: bool(_NUMBER.search(a)),
+    "procedure": lambda a: bool(_IMPERATIVE.search(a) or has_command(a)),
+}
+
+
+def type_mismatch(question: str, answer: str) -> Optional[str]:
+    """The kind the answer lacks ("command", ...) when the question's form asks for one it does not hold."""
+    kind = expected_answer(question)
+    if kind is None or _CHECKS[kind](answer):
+        return None
+    return kind
+
+
+_TABLE_SYNTAX = re.compile(r"\|.*\||<\w+>\s*(?:\(|$)|\(\s*default\s*=|\(\s*\d+\s*-\s*(?:\d+|N)\s*\)|^\s*[\w-]+:\s*<\w+>")
+_LIGATURE = re.compile("[\ufb00-\ufb06]")
+# "con- troller", "config- uration": a word broken at a line end and glued back with a space
+_SPLIT_WORD = re.compile(r"\b[a-z]{2,}- [a-z]{2,}\b")
+
+
+def debris(text: str) -> Optional[str]:
+    """What PDF debris a text holds: table | ligature | split_word, or None."""
+    if _TABLE_SYNTAX.search(text):
+        return "table"
+    if _LIGATURE.search(text):
+        return "ligature"
+    if _SPLIT_WORD.search(text):
+        return "split_word"
+    return None

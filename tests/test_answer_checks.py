@@ -1,0 +1,44 @@
+"""Answers that answer: the question's form names what its answer must hold; PDF debris in a text."""
+
+from __future__ import annotations
+
+import pytest
+
+from runner.answer_checks import debris, expected_answer, type_mismatch
+
+# (question, answer, what the answer lacks or None); the failing ones are the kinds found in real manuals
+CASES = [
+    ("How to create a linked clone of a template?", "For CT templates, we try to create a linked clone by default.", "procedure"),
+    ("How can we acquire a lock on a node that is a LRM?", "The node is fenced when it loses quorum.", "procedure"),
+    ("How to increase the lane count of a channel?", "The lane count can be increased with qsctl channel alter orders --lanes 16.", None),
+    ("Which command deletes archived runs older than seven days?", "Run purge --older-than 7d to delete archived runs.", None),
+    ("What is the command that lists the tokens of a principal?", "The command qsctl token list --principal svc lists them.", None),
+    ("Which command restarts the relay?", "The relay restarts when its configuration changes.", "command"),
+    ("How long does the relay keep messages?", "The relay keeps messages for 72 hours.", None),
+    ("How long does the relay keep messages?", "The relay keeps messages until they are acknowledged.", "quantity"),
+    ("How many nodes can a Community Edition cluster have?", "A Community Edition cluster has at most three nodes.", None),
+    ("What is the default value of node.name?", "The key node.name defaults to the host name.", None),
+    ("What is the default?", "For CT templates, we try to create a linked clone by default.", "value"),
+    ("Where is the license file placed?", "The license file is placed at /etc/quillstream/license.qsl.", None),
+    ("Which file holds the relay's settings?", "The relay reads its settings at start-up.", "path"),
+    ("In which release did the default retention change?", "Release 3.2 changed the default retention.", None),
+    ("What does the relay do with a poisoned message?", "It parks it.", None),  # no form to check
+]
+
+
+@pytest.mark.parametrize("question,answer,lacking", CASES)
+def test_an_answer_must_hold_what_its_question_asks_for(question: str, answer: str, lacking: str | None) -> None:
+    assert type_mismatch(question, answer) == lacking
+
+
+def test_question_forms() -> None:
+    assert expected_answer("Which port does the console listen on?") == "quantity"
+    assert expected_answer("What is the purpose of the ledger?") is None
+
+
+def test_debris_of_real_pdfs() -> None:
+    assert debris("sockets: <integer> (1 - N) (default = 1) The number of CPU sockets.") == "table"
+    assert debris("--min_size <integer> (1 - 7) (default = 2)") == "table"
+    assert debris("Edit the con\ufb01guration file.") == "ligature"
+    assert debris("Restart the con- troller after the upgrade.") == "split_word"
+    assert debris("A well-known, read-only file (see x86-64 notes).") is None
