@@ -495,7 +495,9 @@ def validate(cfg: Any) -> None:
     _check(cfg.llm.max_tokens < cfg.llm.n_ctx, "llm.max_tokens", cfg.llm.max_tokens, f"must be < llm.n_ctx ({cfg.llm.n_ctx})")
     _check(0.0 <= cfg.llm.temperature <= 2.0, "llm.temperature", cfg.llm.temperature, "must be in [0, 2]")
     _check(0.0 < cfg.llm.top_p <= 1.0, "llm.top_p", cfg.llm.top_p, "must be in (0, 1]")
-    _check(1 <= cfg.llm.parallel <= 64, "llm.parallel", cfg.llm.parallel, "must be in [1, 64]")
+    # sequences batched in one llama.cpp context, or requests in flight over a whole server pool
+    max_parallel = 64 if cfg.llm.backend == "llama_cpp" else 1024
+    _check(1 <= cfg.llm.parallel <= max_parallel, "llm.parallel", cfg.llm.parallel, f"must be in [1, {max_parallel}] with llm.backend={cfg.llm.backend}")
     _check(cfg.llm.timeout_s > 0, "llm.timeout_s", cfg.llm.timeout_s, "must be > 0")
     _check(0.0 <= cfg.llm.max_error_share < 1.0, "llm.max_error_share", cfg.llm.max_error_share, "must be in [0, 1)")
     _check(cfg.llm.max_retries >= 0, "llm.max_retries", cfg.llm.max_retries, "must be >= 0")

@@ -134,6 +134,15 @@ def test_base_url_is_one_url_or_a_list_of_them(composed_cfg: Callable[..., DictC
             validate(composed_cfg(["llm=openai", f"llm.base_url={bad}"]))
 
 
+def test_a_pool_may_keep_more_requests_in_flight_than_one_llama_cpp_context(composed_cfg: Callable[..., DictConfig]) -> None:
+    """Eight GPU servers that each want 32 requests in flight need llm.parallel=256 (in-process: at most 64)."""
+    validate(composed_cfg(["llm=openai", "llm.parallel=256"]))
+    with pytest.raises(ConfigError, match=r"llm\.parallel=65 is invalid: must be in \[1, 64\] with llm\.backend=llama_cpp"):
+        validate(composed_cfg(["llm.parallel=65"]))
+    with pytest.raises(ConfigError, match=r"must be in \[1, 1024\] with llm\.backend=openai"):
+        validate(composed_cfg(["llm=openai", "llm.parallel=1025"]))
+
+
 # ---------------------------------------------------------------- the real model behind HTTP
 
 SERVER_DEPENDENCIES = {"sse_starlette": "sse-starlette", "starlette_context": "starlette-context", "pydantic_settings": "pydantic-settings", "uvicorn": "uvicorn", "fastapi": "fastapi"}
