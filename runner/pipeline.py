@@ -317,6 +317,19 @@ def _check_files(cfg: DictConfig, root: Path) -> None:
             raise ConfigError(f"model.hf_path={cfg.model.hf_path!r} is not a Hugging Face model folder (no config.json in {hf})")
     if cfg.eval.probes and not _probes_fingerprint(cfg, root):
         raise ConfigError(f"eval.probes={cfg.eval.probes!r} does not exist")
+    judge_llm, judge_model = _local_judge(cfg)
+    if judge_llm is not None:
+        resolve_gguf(judge_model.gguf_path, root, key="curate.judge.gguf_path" if cfg.curate.judge.gguf_path else "model.gguf_path")
+
+
+def _local_judge(cfg: DictConfig) -> tuple[Any, Any]:
+    """The judge's llm and model configs when ``curate.judge`` runs a local GGUF, else (None, None)."""
+    from runner.judge import judge_model_configs
+
+    if not cfg.curate.judge.enabled:
+        return None, None
+    llm, model = judge_model_configs(cfg)
+    return (llm, model) if llm.backend == "llama_cpp" else (None, None)
 
 
 def native_parts(cfg: DictConfig, stages: list[StageSpec], root: Path) -> dict[str, str]:
@@ -332,6 +345,9 @@ def native_parts(cfg: DictConfig, stages: list[StageSpec], root: Path) -> dict[s
         wanted["embeddings"] = resolve_embedding_model(cfg.index.embedding_model, root)
     if "eval" in names or (names & {"generate", "answer"} and cfg.llm.backend == "llama_cpp"):
         wanted["llama.cpp"] = str(resolve_gguf(cfg.model.gguf_path, root))
+    judge_llm, judge_model = _local_judge(cfg)
+    if "curate" in names and judge_llm is not None and "llama.cpp" not in wanted:
+        wanted["llama.cpp"] = str(resolve_gguf(judge_model.gguf_path, root))
     if "prepare_model" in names or ("train" in names and cfg.train.backend == "peft"):
         wanted["torch"] = ""
     if "train" in names and cfg.train.backend == "mlx":
