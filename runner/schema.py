@@ -301,13 +301,15 @@ class QuantizeConfig:
 @dataclass
 class TrainConfig:
     backend: str = "mlx"  # mlx | peft
-    num_layers: int = 2
+    num_layers: int = 2  # blocks that get LoRA, counted from the last; -1 = every block
     rank: int = 8
-    scale: float = 20.0
+    scale: float = 20.0  # mlx-lm's LoRA scale; PEFT's lora_alpha = scale * rank
     dropout: float = 0.0
-    target_modules: Optional[list[str]] = None
-    # the embedded model's sample dataset is a few dozen pairs: past ~50 iterations val loss rises again
-    iters: int = 60
+    target_modules: Optional[list[str]] = None  # null = every linear layer of a block
+    # passes over the training set: iterations = ceil(epochs * ceil(train records / batch_size))
+    epochs: float = 1.0
+    # when set, the number of iterations, whatever epochs says
+    iters: Optional[int] = None
     batch_size: int = 1
     learning_rate: float = 1e-4
     lr_schedule: str = "constant"  # constant | cosine
@@ -315,13 +317,25 @@ class TrainConfig:
     max_seq_length: int = 512
     grad_checkpoint: bool = False
     steps_per_report: int = 10
+    # validation loss every N iterations and after the last; the adapter with the lowest one is exported
     steps_per_eval: int = 20
     save_every: int = 20
-    val_batches: int = 10
+    val_batches: int = 10  # -1 = the whole validation set
     seed: int = 0
     mask_prompt: bool = True
     fast_blas: bool = True
+    # torch's CPU threads for train=peft; null = torch's default (every core). On a shared machine use fewer:
+    # with 2 threads on 2 busy cores a step took 5x as long as with 1 (threads wait for each other)
+    num_threads: Optional[int] = None
     fuse: bool = False
+    # after the export, llama.cpp with adapter.gguf is compared with the trainer's own model on the
+    # next-token predictions of this many training records (0 = no check)
+    export_check_records: int = 4
+    # the export fails when its top-1 agreement falls this far below the base models' own agreement, counted
+    # where the trained model's top-1 leads by export_check_margin logits: a quantized base flips near-ties
+    # (runner/train/fidelity.py has the measurements)
+    export_check_tolerance: float = 0.03
+    export_check_margin: float = 0.5
     quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
 
 
@@ -546,14 +560,20 @@ def validate(cfg: Any) -> None:
     train = cfg.train
     _check(train.num_layers > 0 or train.num_layers == -1, "train.num_layers", train.num_layers, "must be > 0 (or -1 for all layers)")
     _check(train.rank > 0, "train.rank", train.rank, "must be > 0")
-    _check(train.iters > 0, "train.iters", train.iters, "must be > 0")
+    _check(train.iters is None or train.iters > 0, "train.iters", train.iters, "must be > 0 or null (iterations from train.epochs)")
+    _check(train.epochs > 0, "train.epochs", train.epochs, "must be > 0")
     _check(train.batch_size > 0, "train.batch_size", train.batch_size, "must be > 0")
     _check(0.0 < train.learning_rate < 1.0, "train.learning_rate", train.learning_rate, "must be in (0, 1)")
     _check(0.0 <= train.dropout < 1.0, "train.dropout", train.dropout, "must be in [0, 1)")
     _check(train.max_seq_length >= 32, "train.max_seq_length", train.max_seq_length, "must be >= 32")
     _check(train.quantize.bits in (None, 4, 8), "train.quantize.bits", train.quantize.bits, "must be null, 4 or 8")
-    for key in ("steps_per_report", "steps_per_eval", "save_every", "val_batches"):
+    for key in ("steps_per_report", "steps_per_eval", "save_every"):
         _check(getattr(train, key) > 0, f"train.{key}", getattr(train, key), "must be > 0")
+    _check(train.val_batches > 0 or train.val_batches == -1, "train.val_batches", train.val_batches, "must be > 0 (or -1 for the whole set)")
+    _check(train.num_threads is None or train.num_threads > 0, "train.num_threads", train.num_threads, "must be > 0 or null")
+    _check(train.export_check_records >= 0, "train.export_check_records", train.export_check_records, "must be >= 0")
+    _check(0.0 <= train.export_check_tolerance < 1.0, "train.export_check_tolerance", train.export_check_tolerance, "must be in [0, 1)")
+    _check(train.export_check_margin >= 0.0, "train.export_check_margin", train.export_check_margin, "must be >= 0")
 
     _check(0 < cfg.eval.max_tokens < cfg.llm.n_ctx, "eval.max_tokens", cfg.eval.max_tokens, f"must be > 0 and < llm.n_ctx ({cfg.llm.n_ctx})")
     _check(0.0 <= cfg.dataset.unseen_fraction < 1.0, "dataset.unseen_fraction", cfg.dataset.unseen_fraction, "must be in [0, 1)")

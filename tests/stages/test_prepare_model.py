@@ -4,54 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
-from filelock import FileLock
-from omegaconf import DictConfig, OmegaConf
 
 from runner.errors import ConfigError
-from runner.models import resolve_gguf
-from runner.schema import RunConfig
-from runner.stage import StageContext
 from runner.stages import prepare_model
 from runner.artifacts import PrepareModel
 from runner.models import legacy_rope_keys, prepared_hf_dir as model_dir, prepared_mlx_dir as mlx_model_dir
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The typed schema plus the embedded model (what conf/model/smollm2.yaml sets) and test overrides."""
-    model = ["model.gguf_path=embedded:smollm2", "model.hf_path=null"]
-    return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(model + list(overrides)))
-
-
-def stage_context(cfg: DictConfig, work_dir: Path, inputs: dict[str, Path] | None = None, sink: list | None = None) -> StageContext:
-    work_dir.mkdir(parents=True, exist_ok=True)
-    sink = [] if sink is None else sink
-    return StageContext(
-        name=work_dir.name,
-        cfg=cfg,
-        root=REPO_ROOT,
-        work_dir=work_dir,
-        inputs=inputs or {},
-        log_metrics=lambda metrics, step=None: sink.append((step, dict(metrics))),
-    )
-
-
-def prepare_smollm2(base: Path) -> tuple[Path, Any]:
-    """Convert the embedded SmolLM2 GGUF once per test session; return (stage dir, its StageResult or None)."""
-    try:
-        resolve_gguf("embedded:smollm2", REPO_ROOT)
-    except ConfigError as exc:
-        pytest.skip(str(exc))
-    stage_dir = base / "prepare_model_smollm2"
-    with FileLock(str(base / "prepare_model_smollm2.lock")):
-        if (stage_dir / PrepareModel.INFO).is_file():
-            return stage_dir, None
-        result = prepare_model.run(tiny_config(), stage_context(tiny_config(), stage_dir))
-        return stage_dir, result
+from tiny_model import prepare_smollm2, stage_context, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,13 @@ from runner.errors import ConfigError
 from runner.jsonl import write_jsonl
 from runner.models import resolve_gguf
 from runner.stages import train
-from runner.stages.export import mlx_adapter_to_peft
+from runner.train.blas import fast_blas_env
+from runner.train.export import mlx_adapter_to_peft
 from runner.models import prepared_hf_dir as model_dir
-from runner.train_worker import _lr_factor, _match_targets, TrainJob
-from test_prepare_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config
+from runner.train.job import TrainJob
+from runner.train.schedule import lr_factor
+from runner.train.targets import match_targets
+from tiny_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config
 
 # A fictional product, so nothing here is in the base model already.
 FACTS = [
@@ -46,6 +49,7 @@ TINY = [
     "train.val_batches=-1",
     "train.max_seq_length=128",
     "train.learning_rate=2e-4",
+    "train.num_threads=1",
 ]
 
 
@@ -61,6 +65,13 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_jsonl(folder / "train.jsonl", records[:9])
     write_jsonl(folder / "valid.jsonl", records[9:])
     return folder
+
+
+def _job(checkpoint_dir: str, **settings: Any) -> TrainJob:
+    """A job with the schema's defaults and placeholder folders (for the pure-logic tests)."""
+    settings.setdefault("iters", 60)
+    where = {"model_dir": "m", "base_hf_dir": "m", "data_dir": "d", "data_format": "chat", "adapter_dir": "a"}
+    return TrainJob(backend="mlx", checkpoint_dir=checkpoint_dir, **where, **settings)
 
 
 def _train(prepared: Path, dataset: Path, work_dir: Path, overrides: Sequence[str]) -> tuple[Any, list[tuple[int, dict]]]:
@@ -104,7 +115,7 @@ def test_mlx_backend_trains_logs_every_step_and_exports(prepared: Path, dataset:
     peft_config = json.loads((work_dir / "adapter_peft" / "adapter_config.json").read_text())
     assert peft_config["lora_alpha"] == 8 * 20.0 and peft_config["layers_to_transform"] == [28, 29]
     assert (work_dir / "fused" / "config.json").is_file()
-    if sys.platform.startswith("linux") and train.fast_blas_env() is not None:
+    if sys.platform.startswith("linux") and fast_blas_env() is not None:
         assert result.summary["blas"] == "openblas"  # the worker really got the fast path
 
 
@@ -169,33 +180,33 @@ def test_mlx_adapter_converts_to_peft_layout(tmp_path: Path) -> None:
 def test_fast_blas_env_preloads_openblas_and_keeps_user_threads() -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("the OpenBLAS preload is for Linux")
-    env = train.fast_blas_env({"PATH": "/bin"})
+    env = fast_blas_env({"PATH": "/bin"})
     if env is None:
         pytest.skip("cmeel-openblas is not installed")
     assert env["LD_PRELOAD"].split()[0].endswith("libopenblas.so.0")
     assert env["OPENBLAS_NUM_THREADS"] == "1"
-    assert train.fast_blas_env({"OPENBLAS_NUM_THREADS": "4"})["OPENBLAS_NUM_THREADS"] == "4"
+    assert fast_blas_env({"OPENBLAS_NUM_THREADS": "4"})["OPENBLAS_NUM_THREADS"] == "4"
 
 
 def test_target_modules_match_by_suffix_and_unknown_names_fail() -> None:
     names = ["self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj"]
-    assert _match_targets(names, ["q_proj", "mlp.up_proj"]) == ["self_attn.q_proj", "mlp.up_proj"]
+    assert match_targets(names, ["q_proj", "mlp.up_proj"]) == ["self_attn.q_proj", "mlp.up_proj"]
     with pytest.raises(ConfigError, match="wq"):
-        _match_targets(names, ["wq"])
+        match_targets(names, ["wq"])
 
 
 def test_peft_learning_rate_follows_the_mlx_schedule() -> None:
     pytest.importorskip("mlx")
     import mlx.core as mx
 
-    from runner.train_worker import _mlx_schedule
+    from runner.train.schedule import mlx_schedule
 
     for schedule, warmup in (("cosine", 0), ("cosine", 3), ("constant", 3), ("constant", 0)):
-        job = TrainJob("mlx", "m", "m", "d", "chat", "a", "c", iters=10, learning_rate=1e-3, lr_schedule=schedule, warmup_steps=warmup)
-        mlx_lr = _mlx_schedule(job, 0)
+        job = _job("c", iters=10, learning_rate=1e-3, lr_schedule=schedule, warmup_steps=warmup)
+        mlx_lr = mlx_schedule(job, 0)
         for step in range(10):
             expected = float(mlx_lr(mx.array(step))) if callable(mlx_lr) else mlx_lr
-            assert math.isclose(_lr_factor(step, job) * 1e-3, expected, rel_tol=1e-4, abs_tol=1e-9), (schedule, warmup, step)
+            assert math.isclose(lr_factor(step, job) * 1e-3, expected, rel_tol=1e-4, abs_tol=1e-9), (schedule, warmup, step)
 
 
 def test_model_dir_of_the_shared_conversion(prepared: Path) -> None:
@@ -204,14 +215,14 @@ def test_model_dir_of_the_shared_conversion(prepared: Path) -> None:
 
 def test_resume_skips_an_mlx_checkpoint_cut_short_by_a_kill(tmp_path: Path) -> None:
     """mlx-lm writes checkpoints in place: a kill during the write leaves a short file that must not be resumed from."""
-    from runner.train_worker import is_whole_safetensors, latest_checkpoint
+    from runner.train.checkpoints import is_whole_safetensors, latest_checkpoint
 
     segment = tmp_path / "checkpoints" / "segment_0000000"
     segment.mkdir(parents=True)
     weights = {"lora_a": np.ones((4, 8), dtype=np.float32), "lora_b": np.zeros((8, 4), dtype=np.float32)}
     for iteration in (2, 4):
         save_file(weights, str(segment / f"{iteration:07d}_adapters.safetensors"))
-    job = TrainJob("mlx", "m", "m", "d", "chat", "a", str(tmp_path / "checkpoints"))
+    job = _job(str(tmp_path / "checkpoints"))
     assert latest_checkpoint(job) == (4, segment / "0000004_adapters.safetensors")
 
     newest = segment / "0000004_adapters.safetensors"
