@@ -29,24 +29,25 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from the repository root
     sys.path.insert(0, str(ROOT))
 
-import requests  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+import requests
+from omegaconf import OmegaConf
 
-from bench.bench_generate import SYSTEM, TOPIC, USER, split_chunks  # noqa: E402
-from runner.llm.base import ChatRequest, ChatResponse, questions_schema  # noqa: E402
-from runner.llm.llama_cpp import LlamaCppLLM  # noqa: E402
-from runner.llm.openai_compat import OpenAICompatLLM  # noqa: E402
-from runner.models import resolve_gguf  # noqa: E402
-from runner.schema import LLMConfig  # noqa: E402
+from bench.bench_generate import SYSTEM, TOPIC, USER, split_chunks
+from runner.llm.base import ChatRequest, ChatResponse, questions_schema
+from runner.llm.llama_cpp import LlamaCppLLM
+from runner.llm.openai_compat import OpenAICompatLLM
+from runner.models import resolve_gguf
+from runner.schema import LLMConfig
 
 log = logging.getLogger("bench.scale")
 PER_SERVER_IN_FLIGHT = 2
