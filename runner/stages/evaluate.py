@@ -50,11 +50,15 @@ _EVAL_SET_FIELDS = ("id", "question", "reference")
 def _read_eval_sets(path: Path) -> dict[str, list[dict[str, Any]]]:
     """eval_sets.jsonl grouped by set, each record checked against the dataset stage's contract."""
     grouped: dict[str, list[dict[str, Any]]] = {name: [] for name in DATASET_SETS}
+    seen: set[str] = set()
     for number, record in enumerate(read_jsonl(path), start=1):
         if record.get("set") not in DATASET_SETS:
             raise InputError(f"{path} line {number}: set {record.get('set')!r} is not one of {', '.join(DATASET_SETS)}")
         if not all(isinstance(record.get(key), str) and record[key] for key in _EVAL_SET_FIELDS):
             raise InputError(f"{path} line {number}: needs non-empty string fields {', '.join(_EVAL_SET_FIELDS)}")
+        if record["id"] in seen:
+            raise InputError(f"{path} line {number}: id {record['id']!r} appears twice")
+        seen.add(record["id"])
         grouped[record["set"]].append(record)
     return grouped
 
@@ -64,7 +68,9 @@ def _sets_from_provenance(ctx: StageContext) -> dict[str, list[dict[str, Any]]]:
     answers = {r["qid"]: r for r in read_jsonl(ctx.inputs["answer"] / Answer.ANSWERS)}
     grouped: dict[str, list[dict[str, Any]]] = {name: [] for name in DATASET_SETS}
     for record in read_jsonl(ctx.inputs["dataset"] / Dataset.PROVENANCE):
-        answer = answers[record["qid"]]
+        answer = answers.get(record.get("qid"))
+        if answer is None or record["split"] not in ("valid", "train"):
+            continue  # a record that is no question/answer pair (a fact as text) asks nothing
         row = {"id": answer["qid"], "question": answer["question"], "reference": answer["answer"], "chunk_id": answer.get("chunk_id")}
         grouped["heldout" if record["split"] == "valid" else "train"].append(row)
     return grouped

@@ -158,7 +158,8 @@ def test_without_eval_sets_heldout_and_train_come_from_the_dataset_splits(compos
     answers = [{"qid": f"q{i}", "question": q, "answer": a, "chunk_id": "c0"} for i, (name, q, a) in enumerate(QUESTIONS) if name != "unseen"]
     write_jsonl(answer_dir / Answer.ANSWERS, answers)
     split = {q: "valid" if name == "heldout" else "train" for name, q, _ in QUESTIONS}
-    write_jsonl(dataset / Dataset.PROVENANCE, [{"split": split[a["question"]], "qid": a["qid"]} for a in answers])
+    provenance = [{"split": split[a["question"]], "qid": a["qid"]} for a in answers]
+    write_jsonl(dataset / Dataset.PROVENANCE, [*provenance, {"split": "train", "qid": None}])  # a text record asks nothing
     result, work_dir = _run_eval(composed_cfg, trained, tmp_path, dataset, ["eval.probes=null"], answer=answer_dir)
     m = result.metrics
     assert _set_names(m) == {"heldout", "train"}  # no chunk text without eval_sets.jsonl: no open-book row
@@ -166,8 +167,13 @@ def test_without_eval_sets_heldout_and_train_come_from_the_dataset_splits(compos
     assert {r["id"] for r in read_jsonl(work_dir / "comparison_heldout.jsonl")} == {"q4", "q5", "q6"}
 
 
-def test_an_unknown_set_in_eval_sets_is_an_input_error(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"set": "valid"}, "line 2: set 'valid' is not one of"), ({"id": "heldout-4"}, "line 2: id 'heldout-4' appears twice"), ({"question": ""}, "line 2: needs non-empty")],
+)
+def test_a_record_against_the_contract_is_an_input_error(composed_cfg: Callable[..., DictConfig], tmp_path: Path, change: dict, message: str) -> None:
     dataset = _dataset_with(tmp_path, ("heldout",))
-    write_jsonl(dataset / Dataset.EVAL_SETS, [{**_eval_set_records(("heldout",))[0], "set": "valid"}])
-    with pytest.raises(InputError, match="line 1: set 'valid'"):
+    first, second, _ = _eval_set_records(("heldout",))
+    write_jsonl(dataset / Dataset.EVAL_SETS, [first, {**second, **change}])
+    with pytest.raises(InputError, match=message):
         _run_eval(composed_cfg, tmp_path / "no_train_stage", tmp_path, dataset, ["eval.probes=null"])  # fails before any model loads
