@@ -18,7 +18,7 @@ from runner.cache import MANIFEST
 from runner.errors import InputError
 from runner.jsonl import read_jsonl, write_jsonl
 from runner.stages import evaluate, train
-from test_prepare_model import prepare_smollm2, stage_context, tiny_config
+from tiny_model import prepare_smollm2, stage_context, tiny_config
 
 CHUNK = "## Zephyrix Beacon\n\nThe Zephyrix Beacon listens on TCP port 7311. It keeps at most 64 fennel entries."
 # (set, question, reference): a fictional product, so nothing here is in the base model already
