@@ -153,7 +153,9 @@ class GenerateConfig:
     questions_per_chunk: int = 2
     # when set, questions per chunk = ceil(chunk chars / chars_per_question)
     chars_per_question: Optional[int] = 350
-    candidates_per_fact: int = 2
+    # fact_anchored: question requests per fact (the first greedy, the others sampled); every candidate that
+    # passes curation is a phrasing of its fact for the dataset
+    candidates_per_fact: int = 3
     max_facts_per_chunk: int = 6
     # fact_anchored: fixed questions for identifiers that one sentence of the corpus explains
     # (runner/templates.py: default_value | error_code | env_var) and for the entries of reference layouts
@@ -237,8 +239,9 @@ class CurateConfig:
             "kind", "size", "amount", "location", "way", "need", "long", "often",
         ]
     )
-    # fact-anchored questions: keep the first N passing candidates per fact (null: keep all)
-    max_per_fact: Optional[int] = 1
+    # fact-anchored questions: keep the first N passing candidates per fact (null: keep all); each is a
+    # phrasing of the fact, and one of a fact's phrasings is held out to measure learning
+    max_per_fact: Optional[int] = 3
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
@@ -556,6 +559,11 @@ def validate(cfg: Any) -> None:
     _check(cfg.answer.regenerate_attempts >= 0, "answer.regenerate_attempts", cfg.answer.regenerate_attempts, "must be >= 0")
 
     _check(0.0 < cfg.dataset.valid_fraction < 1.0, "dataset.valid_fraction", cfg.dataset.valid_fraction, "must be in (0, 1)")
+    _check(0.0 <= cfg.dataset.unseen_fraction < 1.0, "dataset.unseen_fraction", cfg.dataset.unseen_fraction, "must be in [0, 1)")
+    _check(cfg.dataset.phrasings_per_fact >= 1, "dataset.phrasings_per_fact", cfg.dataset.phrasings_per_fact, "must be >= 1")
+    for kind in ("qa", "fact_text", "chunk_text"):
+        copies = getattr(cfg.dataset.mix, kind)
+        _check(copies >= 0, f"dataset.mix.{kind}", copies, "must be >= 0 (copies per epoch)")
 
     train = cfg.train
     _check(train.num_layers > 0 or train.num_layers == -1, "train.num_layers", train.num_layers, "must be > 0 (or -1 for all layers)")
@@ -576,11 +584,6 @@ def validate(cfg: Any) -> None:
     _check(train.export_check_margin >= 0.0, "train.export_check_margin", train.export_check_margin, "must be >= 0")
 
     _check(0 < cfg.eval.max_tokens < cfg.llm.n_ctx, "eval.max_tokens", cfg.eval.max_tokens, f"must be > 0 and < llm.n_ctx ({cfg.llm.n_ctx})")
-    _check(0.0 <= cfg.dataset.unseen_fraction < 1.0, "dataset.unseen_fraction", cfg.dataset.unseen_fraction, "must be in [0, 1)")
-    _check(cfg.dataset.phrasings_per_fact >= 1, "dataset.phrasings_per_fact", cfg.dataset.phrasings_per_fact, "must be >= 1")
-    for kind in ("qa", "fact_text", "chunk_text"):
-        copies = getattr(cfg.dataset.mix, kind)
-        _check(copies >= 0, f"dataset.mix.{kind}", copies, "must be >= 0 (copies per epoch)")
     _check(cfg.eval.max_questions is None or cfg.eval.max_questions > 0, "eval.max_questions", cfg.eval.max_questions, "must be > 0 or null")
     _check(cfg.eval.train_sample >= 0, "eval.train_sample", cfg.eval.train_sample, "must be >= 0")
     _check(cfg.eval.openbook_questions >= 0, "eval.openbook_questions", cfg.eval.openbook_questions, "must be >= 0")

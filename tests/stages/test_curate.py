@@ -329,7 +329,7 @@ def test_the_stage_judges_what_passed_the_rules_before_the_per_fact_limit(
     write_jsonl(inputs / Generate.ITEMS, [{"chunk_id": c["chunk_id"]} for c in (lantern, harbour)])
     work = tmp_path / "curate"
     work.mkdir()
-    judge = ["curate.judge.enabled=true", "llm.n_threads=1", "llm.n_ctx=1024", "curate.judge.max_tokens=96", "generate.topic=manual"]
+    judge = ["curate.judge.enabled=true", "curate.max_per_fact=1", "llm.n_threads=1", "llm.n_ctx=1024", "curate.judge.max_tokens=96", "generate.topic=manual"]
 
     def run_stage(min_score: int) -> tuple[Any, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         cfg = composed_cfg([*judge, f"curate.judge.min_score={min_score}"])
