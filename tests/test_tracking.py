@@ -138,3 +138,42 @@ def test_a_sweep_with_an_unreachable_tracking_server_stops_before_any_job(tiny_d
     assert "error: MLflow tracking server http://127.0.0.1:9 is unreachable" in proc.stderr
     assert "Traceback" not in proc.stderr and time.perf_counter() - started < 60
     assert not (tmp_path / "outputs" / "cache").exists()  # no job started
+
+
+def _log_shared_dataset(uri: str, data: str, run_name: str, barrier, results) -> None:
+    tracker = tracking.Tracker(uri, "shared-dataset")
+    tracker.start(run_name, {})
+    barrier.wait()  # every process logs at the same moment, as two sweep jobs do after one cached stage
+    try:
+        tracker.log_dataset(Path(data), context="training", name="dataset-training-shared")
+        results.put("logged")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        results.put(f"{type(exc).__name__}: {exc}"[:300])
+    tracker.end()
+
+
+def test_processes_logging_the_same_dataset_at_once_all_get_it(tmp_path: Path) -> None:
+    """The store checks for a dataset, then inserts it: without a retry, 3 of 6 processes failed here."""
+    import multiprocessing
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(f'{{"text": "row {i}"}}\n' for i in range(20)))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    # the store and experiment exist before the jobs, as in a sweep; made by another process, so that
+    # the forked jobs inherit no open connection to it
+    make_store = f"from runner import tracking; tracking.Tracker({uri!r}, 'shared-dataset')"
+    subprocess.run([sys.executable, "-c", make_store], check=True, cwd=REPO_ROOT, capture_output=True, timeout=120)
+    import mlflow.data  # noqa: F401 - imported once here, not in each job
+    import pandas  # noqa: F401
+
+    fork = multiprocessing.get_context("fork")
+    barrier, results = fork.Barrier(4), fork.Queue()
+    jobs = [fork.Process(target=_log_shared_dataset, args=(uri, str(data), f"job{i}", barrier, results)) for i in range(4)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(timeout=300)
+    assert [results.get(timeout=5) for _ in jobs] == ["logged"] * 4
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("shared-dataset").experiment_id])
+    assert len(runs) == 4 and all([d.dataset.name for d in r.inputs.dataset_inputs] == ["dataset-training-shared"] for r in runs)
