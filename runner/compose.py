@@ -8,8 +8,8 @@ in ``root``, so they find the tracking store the way a run does (``tracking.uri`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from omegaconf import DictConfig
 
@@ -19,7 +19,7 @@ from runner.schema import register_configs
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
-def compose_config(overrides: Sequence[str] = (), root: Optional[Path] = None) -> DictConfig:
+def compose_config(overrides: Sequence[str] = (), root: Path | None = None) -> DictConfig:
     """The root config with ``overrides``; ``paths.root`` is ``root`` (default: the working directory)
     unless an override sets it (``${hydra:runtime.cwd}`` only resolves inside ``@hydra.main``)."""
     from hydra import compose, initialize_config_dir

@@ -23,7 +23,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
@@ -48,7 +48,7 @@ def _children(client: Any, experiment_id: str, parent_id: str) -> list[Any]:
     return client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=10000)
 
 
-def best_child(client: Any, experiment_id: str, parent_id: str, metric: str, maximize: bool = True) -> Optional[tuple[str, float]]:
+def best_child(client: Any, experiment_id: str, parent_id: str, metric: str, maximize: bool = True) -> tuple[str, float] | None:
     """(run id, value) of the child with the best value of ``metric``, or None."""
     runs = _children(client, experiment_id, parent_id)
     scored = [(r.info.run_id, r.data.metrics[metric]) for r in runs if metric in r.data.metrics and not math.isnan(r.data.metrics[metric])]
@@ -60,9 +60,9 @@ def best_child(client: Any, experiment_id: str, parent_id: str, metric: str, max
 class MlflowSweepCallback(Callback):
     def __init__(self, maximize: bool = True):
         self.maximize = maximize
-        self.parent_id: Optional[str] = None
-        self.uri: Optional[str] = None
-        self._job_env_before: dict[str, Optional[str]] = {}
+        self.parent_id: str | None = None
+        self.uri: str | None = None
+        self._job_env_before: dict[str, str | None] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # Hydra sets this for each job only; paths.root is ${hydra:runtime.cwd}

@@ -10,8 +10,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from runner.errors import TrackingError
 
@@ -149,7 +150,7 @@ EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development"}
 class Tracker:
     """Thin wrapper over the MLflow fluent API that owns one run."""
 
-    def __init__(self, uri: str, experiment: str, artifact_root: Optional[Path] = None):
+    def __init__(self, uri: str, experiment: str, artifact_root: Path | None = None):
         import mlflow
 
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
@@ -168,7 +169,7 @@ class Tracker:
             location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite") else None
             try:
                 client.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_TAGS)
-            except Exception:  # noqa: BLE001 - another job created it first
+            except Exception:  # another job created it first
                 if client.get_experiment_by_name(experiment) is None:
                     raise
         found = client.get_experiment_by_name(experiment)
@@ -176,9 +177,9 @@ class Tracker:
             client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
         mlflow.set_experiment(experiment)
         self.experiment = experiment
-        self.run_id: Optional[str] = None
+        self.run_id: str | None = None
 
-    def start(self, run_name: str, tags: Mapping[str, str], parent_run_id: Optional[str] = None) -> str:
+    def start(self, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
         self.reap_dead_runs()
         owner = {"runner.host": socket.gethostname(), "runner.pid": str(os.getpid())}
         run = self.mlflow.start_run(run_name=run_name, tags={**tags, **owner}, parent_run_id=parent_run_id)
@@ -205,7 +206,7 @@ class Tracker:
     def log_params(self, params: Mapping[str, str]) -> None:
         self.mlflow.log_params(dict(params))
 
-    def log_metrics(self, metrics: Mapping[str, float], step: Optional[int] = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         numeric = {
             metric_name(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
@@ -215,7 +216,7 @@ class Tracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.mlflow.set_tags(dict(tags))
 
-    def log_artifact(self, path: Path, artifact_path: Optional[str] = None) -> None:
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
             self.mlflow.log_artifacts(str(path), artifact_path=artifact_path)
         elif path.exists():
@@ -223,8 +224,8 @@ class Tracker:
 
     def log_dataset(self, path: Path, context: str, name: str) -> None:
         """Record a JSONL file as a run input (the run's Datasets panel in the UI)."""
-        import pandas as pd
         import mlflow.data
+        import pandas as pd
 
         frame = pd.read_json(path, lines=True) if path.stat().st_size else pd.DataFrame()
         dataset = mlflow.data.from_pandas(frame, source=str(path), name=name)

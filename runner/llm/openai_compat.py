@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, Optional
+from typing import Any
 
 import requests
 
@@ -51,11 +51,11 @@ class ServerPool:
         self.in_flight = [0] * len(self.urls)
         self.sent = [0] * len(self.urls)
         self.cooldown_s = cooldown_s
-        self._failed_at: list[Optional[float]] = [None] * len(self.urls)
+        self._failed_at: list[float | None] = [None] * len(self.urls)
         self._next = 0
         self._lock = threading.Lock()
 
-    def acquire(self, avoid: Optional[int] = None) -> int:
+    def acquire(self, avoid: int | None = None) -> int:
         """The index of the server for one request attempt (not ``avoid`` when there is another)."""
         with self._lock:
             count, now = len(self.urls), time.monotonic()
@@ -128,7 +128,7 @@ class OpenAICompatLLM:
         started = time.perf_counter()
         payload = self._payload(request)
         last_error = "no attempt"
-        failed_server: Optional[int] = None
+        failed_server: int | None = None
         for attempt in range(self.cfg.max_retries + 1):
             if attempt:
                 delay = self.cfg.retry_backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random())

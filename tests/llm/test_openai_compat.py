@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 import requests
-from omegaconf import DictConfig
-
 from conftest import REPO_ROOT, BuiltIndex
+from omegaconf import DictConfig
+from scripted_server import ask, free_port
+
+from runner.artifacts import Generate
 from runner.errors import ConfigError
 from runner.jsonl import read_jsonl
 from runner.llm.base import questions_schema
@@ -27,8 +29,6 @@ from runner.models import resolve_gguf
 from runner.schema import validate
 from runner.stage import StageContext
 from runner.stages import generate
-from runner.artifacts import Generate
-from scripted_server import ask, free_port
 
 # the tiny_index document, one question per chunk
 SMALL = ["chunk.size=160", "chunk.overlap=0", "generate.questions_per_chunk=1", "generate.max_facts_per_chunk=1", "generate.candidates_per_fact=1"]
@@ -75,8 +75,9 @@ def test_payload_carries_the_request_and_config(openai_backend, scripted_server,
 @pytest.fixture
 def pool_backend(scripted_server, composed_cfg: Callable[..., DictConfig]):
     """``pool_backend(behaviours, *overrides)`` -> (the backend over one scripted server per behaviour, their keys)."""
-    from runner.llm import create_llm
     from scripted_server import FAST_RETRIES
+
+    from runner.llm import create_llm
 
     made: list[Any] = []
 
