@@ -64,6 +64,7 @@ class FactPlan:
     phrasings: list[Phrasing] = field(default_factory=list)
     heldout: Optional[Phrasing] = None
     unseen: bool = False
+    anchor: Optional[Phrasing] = None  # the question anchored on an identifier only this fact names
 
 
 def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
@@ -133,11 +134,15 @@ def plan_facts(facts: list[dict[str, Any]], answered: list[dict[str, Any]], chun
             plan.phrasings.append(Phrasing(record["question"], record["answer"], record.get("strategy") or "", record["qid"], list(record.get("context_chunk_ids") or [])))
     anchors = unique_anchors(p.fact["text"] for p in plans.values() if p.fact.get("kind") != "excerpt")
     for plan in plans.values():
+        heading = plan.fact.get("heading") or ""
         anchor = anchors.get(plan.fact["text"])
-        if not plan.phrasings and anchor and plan.fact.get("kind") != "excerpt":
-            plan.phrasings.append(Phrasing(anchor_question(anchor, topic), plan.fact["text"], "anchor", f"{plan.fact['fact_id']}-anchor"))
+        if anchor and plan.fact.get("kind") != "excerpt":
+            question = anchor_question(anchor, topic)
+            plan.anchor = Phrasing(question, plan.fact["text"], "anchor", f"{plan.fact['fact_id']}-anchor", rewrites=rewrites(question, topic, heading))
+            if not plan.phrasings:
+                plan.phrasings.append(plan.anchor)
         for phrasing in plan.phrasings:
-            phrasing.rewrites = rewrites(phrasing.question, topic, plan.fact.get("heading") or "")
+            phrasing.rewrites = rewrites(phrasing.question, topic, heading)
     return list(plans.values())
 
 
@@ -153,6 +158,13 @@ def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int) -> None:
             continue
         natural = [p for p in plan.phrasings if p.strategy in _MODEL_WRITTEN] or plan.phrasings
         plan.heldout = rng.choice(natural)
+    if not any(p.heldout for p in plans):
+        # a small corpus where no fact has two kept phrasings: a fact's anchored question trains in place
+        # of its one kept question, which is held out (else nothing would measure learning)
+        for plan in plans:
+            if not plan.unseen and plan.anchor is not None and len(plan.phrasings) == 1 and plan.phrasings[0] is not plan.anchor:
+                plan.heldout = plan.phrasings[0]
+                plan.phrasings.append(plan.anchor)
 
 
 def trained_pairs(plan: FactPlan, limit: int) -> list[tuple[str, Phrasing, str]]:

@@ -290,3 +290,19 @@ def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg:
     assert max(per_fact.values()) == 2 * 2  # 2 phrasings, each twice
     assert Counter(p["kind"] for p in provenance)["fact_text"] == 3 * 5
     assert "chunk_text" not in {p["kind"] for p in provenance}
+
+
+def test_a_small_corpus_holds_out_a_kept_question_its_anchor_replaces(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """No fact has two kept phrasings: the ones with an identifier of their own train on the anchored
+    question and hold their kept one out, so learning is still measured."""
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "generate.topic=Quillstream Relay"])
+    one_each = {1: ["How many channels does a node support at most?"], 2: ["How long does the archive profile keep messages?"]}
+    result, work = _run_stage(cfg, _pairs(one_each), tmp_path, _facts())
+    heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
+    # fact 1 names limits.max_channels, fact 2 no identifier: only fact 1 can be held out
+    assert [r["question"] for r in heldout] == ["How many channels does a node support at most?"]
+    trained_text = _texts(read_jsonl(work / Dataset.TRAIN))
+    assert "What does the Quillstream Relay manual say about limits.max_channels?" in trained_text
+    assert "How many channels does a node support at most?" not in trained_text
+    assert "How long does the archive profile keep messages?" in trained_text
+    assert result.metrics["valid_size"] == 1

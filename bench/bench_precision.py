@@ -1,0 +1,134 @@
+"""Precision on a real corpus: run generate -> curate -> answer, draw 30 kept pairs with a fixed seed and
+write a review sheet to read by hand, with the automatic proxies beside it.
+
+    .venv/bin/python bench/bench_precision.py --corpus debian-reference [--pairs 30] [override ...]
+    .venv/bin/python bench/bench_precision.py --corpus sample
+
+Corpora: ``sample`` (the bundled manual) or a folder name under ``../shared/corpora/`` (skipped, with the
+reason, when absent: a user's clone has no shared/). The sheet (``bench/review_<corpus>.md``) lists,
+for each drawn pair: question, answer, the fact it came from, page, heading, the pair's kind (template,
+model-written, record) and an empty verdict column; the rule for a verdict is the one of
+``bench/quality_review.md``: *the question asks about a fact of its own chunk in words a reader
+understands, and the answer states that fact with no false statement*. The proxies (logged to MLflow on
+every run by the answer stage) are repeated in the sheet's header: kept pairs, pages with a kept pair,
+answer-type match share, debris share, template questions per kind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+
+from runner.artifacts import Answer, Generate, Ingest  # noqa: E402
+from runner.jsonl import read_jsonl  # noqa: E402
+from runner.pipeline import run_pipeline  # noqa: E402
+from runner.schema import register_configs, validate  # noqa: E402
+
+log = logging.getLogger("bench.precision")
+CORPORA = ROOT.parent / "shared" / "corpora"
+
+
+def corpus_documents(name: str) -> list[str]:
+    if name == "sample":
+        return [str(ROOT / "data" / "sample" / "manual.pdf")]
+    folder = CORPORA / name
+    if not folder.is_dir():
+        raise SystemExit(f"skipped: corpus {name!r} not found at {folder} (only the development machines have ../shared/corpora)")
+    return [str(p) for p in sorted(folder.rglob("*.pdf"))]
+
+
+def run_corpus(name: str, workdir: Path, extra: list[str]) -> dict[str, Any]:
+    register_configs()
+    documents = ",".join(corpus_documents(name))
+    overrides = [
+        f"paths.root={ROOT}",
+        f"paths.output_dir={workdir / 'outputs'}",
+        f"paths.mlruns_dir={workdir / 'mlruns'}",
+        "tracking.experiment=bench-precision",
+        f"ingest.documents=[{documents}]",
+        "until=dataset",
+        *extra,
+    ]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    validate(cfg)
+    return run_pipeline(cfg)
+
+
+def review_sheet(name: str, summary: dict[str, Any], pairs: int, seed: int) -> tuple[str, dict[str, Any]]:
+    stage = {n: Path(s["path"]) for n, s in summary["stages"].items()}
+    answers = read_jsonl(stage["answer"] / Answer.ANSWERS)
+    pages = read_jsonl(stage["ingest"] / Ingest.PAGES)
+    facts = {f["fact_id"]: f for f in read_jsonl(stage["generate"] / Generate.FACTS)}
+    m = summary["metrics"]
+    with_pair = {(a["source"], a["page"]) for a in answers}
+    with_text = {(p["source"], p["page"]) for p in pages if p["text"].strip()}
+    proxies = {
+        "kept_pairs": len(answers),
+        "pages_with_text": len(with_text),
+        "pages_with_a_kept_pair": len(with_pair & with_text),
+        "pages_with_a_kept_pair_share": len(with_pair & with_text) / max(1, len(with_text)),
+        "type_match_share": m.get("answer/check/type_match_share"),
+        "debris_share": m.get("answer/debris_share"),
+        "template_questions": dict(Counter(a.get("template") for a in answers if a.get("strategy") == "template")),
+        "facts": m.get("generate/facts"),
+        "facts_by_kind": {k.split("/")[-1]: v for k, v in m.items() if k.startswith("generate/facts/")},
+    }
+    drawn = random.Random(seed).sample(answers, min(pairs, len(answers)))
+    lines = [
+        f"# Review sheet: {len(drawn)} random kept pairs, corpus `{name}`",
+        "",
+        f"Drawn with `random.Random({seed}).sample(answers, {pairs})` over the {len(answers)} kept pairs of `answers.jsonl`.",
+        "Rule: the question asks about a fact of its own chunk in words a reader understands, and the answer",
+        "states that fact with no false statement. Verdict column: yes / no (+ why), filled in by hand.",
+        "",
+        "Automatic proxies: " + json.dumps(proxies, default=str),
+        "",
+        "| # | kind | page | heading | question | answer | fact (when it differs) | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, pair in enumerate(drawn, start=1):
+        fact = facts.get(pair.get("fact_id") or "", {})
+        kind = pair.get("template") or ("record" if fact.get("kind") == "record" else pair.get("strategy"))
+        fact_text = (pair.get("fact") or "") if (pair.get("fact") or "") != pair["answer"] else ""
+        cells = [str(i), kind or "", str(pair["page"]), pair.get("heading") or fact.get("heading") or "", pair["question"], pair["answer"], fact_text, ""]
+        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return "\n".join(lines) + "\n", proxies
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="sample")
+    parser.add_argument("--pairs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", default=str(ROOT / "outputs" / "bench-precision"))
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = run_corpus(args.corpus, Path(args.workdir) / args.corpus, args.overrides)
+    sheet, proxies = review_sheet(args.corpus, summary, args.pairs, args.seed)
+    target = ROOT / "bench" / f"review_{args.corpus}.md"
+    if target.exists() and "| yes" in target.read_text():
+        target = target.with_name(f"review_{args.corpus}.new.md")  # never overwrite a sheet already read by hand
+    target.write_text(sheet)
+    out = ROOT / "bench" / "results" / f"precision_{args.corpus}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"corpus": args.corpus, "overrides": args.overrides, **proxies}, indent=2, default=str))
+    log.info("review sheet: %s; proxies: %s", target, proxies)
+    return proxies
+
+
+if __name__ == "__main__":
+    main()
