@@ -30,7 +30,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from runner import tracking
-from runner.errors import TrackingError
+from runner.errors import ConfigError, TrackingError
+from runner.pipeline import preflight
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,13 @@ class MlflowSweepCallback(Callback):
             self.uri = tracking.resolve_tracking_uri(config)
         except TrackingError as exc:
             # Hydra turns a callback's exception into a warning; every job would then fail alone
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        try:
+            # the files the sweep's shared settings name, on the submitting machine; each job checks its own
+            # again where it runs (another machine may not see the same paths)
+            preflight(config, Path(config.paths.root).resolve())
+        except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
         tracker = tracking.Tracker(self.uri, config.tracking.experiment, artifact_root=tracking.mlruns_dir(config) / "artifacts")

@@ -138,3 +138,16 @@ def test_cli_rejects_a_misspelled_key(runner_cli) -> None:
     assert proc.returncode != 0
     assert "chunk.sise" in proc.stderr
     assert not runner_cli.cache.exists()
+
+
+def test_a_sweep_checks_its_shared_paths_on_the_submitting_machine_before_any_job(runner_cli, tmp_path: Path, reliability_report) -> None:
+    """A path every job would miss fails once, before the sweep starts, naming the machine; each job
+    checks its own again where it runs (a cluster node may not see what the submitting machine sees)."""
+    missing = tmp_path / "nowhere" / "model.gguf"
+    proc = runner_cli.run("-m", "debug=tiny", f"model.gguf_path={missing}", "train.iters=2,3")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "model.gguf_path=" in errors[0] and "does not exist" in errors[0] and "(checked on " in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not runner_cli.cache.exists()  # no job started
+    reliability_report.record(item=ITEM, case="CLI sweep whose shared model path is missing", outcome=f"exit 2 before any job, one line: {errors[0].replace(str(tmp_path), '<tmp>')}")
