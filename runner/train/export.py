@@ -68,7 +68,6 @@ def mlx_adapter_to_peft(mlx_dir: Path, out_dir: Path, base_hf_dir: Path) -> dict
     and scales by ``lora_alpha / r``. So: transpose both and set ``lora_alpha = scale * r``.
     """
     import numpy as np
-    from peft import LoraConfig
     from safetensors.numpy import load_file, save_file
 
     config = json.loads((mlx_dir / "adapter_config.json").read_text())
@@ -97,17 +96,21 @@ def mlx_adapter_to_peft(mlx_dir: Path, out_dir: Path, base_hf_dir: Path) -> dict
 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-    peft_config = LoraConfig(
-        r=rank,
-        lora_alpha=scale * rank,
-        lora_dropout=float(params.get("dropout", 0.0)),
-        target_modules=sorted(targets),
-        layers_to_transform=sorted(layers) or None,
-        bias="none",
-        task_type="CAUSAL_LM",
-        base_model_name_or_path=str(base_hf_dir),
-    )
-    peft_config.save_pretrained(str(out_dir))
+    # what PeftModel.from_pretrained needs (it fills in the rest); written directly, so an mlx run
+    # does not import peft and torch (5 s) for it
+    peft_config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": rank,
+        "lora_alpha": scale * rank,
+        "lora_dropout": float(params.get("dropout", 0.0)),
+        "target_modules": sorted(targets),
+        "layers_to_transform": sorted(layers) or None,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "base_model_name_or_path": str(base_hf_dir),
+    }
+    (out_dir / "adapter_config.json").write_text(json.dumps(peft_config, indent=2))
     return {"rank": rank, "lora_alpha": scale * rank, "target_modules": sorted(targets), "layers": sorted(layers)}
 
 
@@ -186,15 +189,29 @@ def _model_arch(name: str) -> Any:
 def _lora_pairs(peft_dir: Path) -> dict[str, tuple[Any, Any]]:
     """Module name (as in the base model) -> (lora_A (r, in), lora_B (out, r)) as float32."""
     import numpy as np
-    from safetensors.torch import load_file  # torch reads bfloat16, numpy does not
 
     parts: dict[str, dict[str, Any]] = {}
-    for key, value in load_file(str(peft_dir / "adapter_model.safetensors")).items():
+    for key, value in _load_float32(peft_dir / "adapter_model.safetensors").items():
         found = _PEFT_KEY.match(key)
         if not found:
             raise ExportError(f"unexpected tensor {key!r} in the PEFT adapter: only LoRA A/B weights of linear layers export")
-        parts.setdefault(found.group("module"), {})[found.group("part")] = np.ascontiguousarray(value.float().numpy())
+        parts.setdefault(found.group("module"), {})[found.group("part")] = np.ascontiguousarray(value)
     missing = sorted(module for module, pair in parts.items() if set(pair) != {"A", "B"})
     if missing:
         raise ExportError(f"LoRA A or B missing for {missing[0]}")
     return {module: (pair["A"], pair["B"]) for module, pair in sorted(parts.items())}
+
+
+def _load_float32(path: Path) -> dict[str, Any]:
+    """Every tensor of a safetensors file as float32 numpy; bfloat16 (numpy has none) through torch."""
+    import numpy as np
+
+    with open(path, "rb") as handle:
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+    if any(entry.get("dtype") == "BF16" for name, entry in header.items() if name != "__metadata__"):
+        from safetensors.torch import load_file as load_torch
+
+        return {key: value.float().numpy() for key, value in load_torch(str(path)).items()}
+    from safetensors.numpy import load_file
+
+    return {key: value.astype(np.float32) for key, value in load_file(str(path)).items()}

@@ -89,7 +89,9 @@ class MlxTrainer:
             from mlx_lm.tuner.trainer import grad_checkpoint
 
             grad_checkpoint(model.layers[0])
-        self.optimizer = optim.Adam(learning_rate=mlx_schedule(job, 0))
+        # bias_correction as in torch.optim.Adam: without it (mlx-lm's default) the first few hundred
+        # updates are 3-6x larger, and the same train.learning_rate meant another rate on each backend
+        self.optimizer = optim.Adam(learning_rate=mlx_schedule(job, 0), bias_correction=True)
         loss_and_grad = nn.value_and_grad(model, self.loss)
         state = [model.state, self.optimizer.state, mx.random.state]
 

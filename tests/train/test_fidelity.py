@@ -149,7 +149,7 @@ def test_llama_cpp_with_the_adapter_computes_what_the_trainer_computed(trained, 
     # the same float32 weights: the bases agree to float precision, and so does the export
     assert exact["export/top1_agreement_base"] >= 0.99 and exact["export/max_abs_logit_diff_base"] < 0.1
     assert exact["export/top1_agreement"] >= exact["export/top1_agreement_base"] - 0.005
-    assert exact["export/max_abs_logit_diff"] < 0.1
+    assert exact["export/max_abs_logit_diff"] < 3 * exact["export/max_abs_logit_diff_base"]  # measured 0.04-0.06 each; faults 0.35-38
 
     served = _check(job, quantized_base, adapter)  # what the eval stage serves: a Q4_1 base, as the train stage checks it
     assert served["export/top1_agreement_confident"] >= served["export/top1_agreement_confident_base"] - job.export_check_tolerance
