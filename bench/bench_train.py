@@ -1,16 +1,19 @@
-"""Training throughput: our train stage vs mlx-lm's own CLI, and OpenBLAS vs mlx's bundled BLAS.
+"""Training throughput: our train stage vs mlx-lm's own CLI, OpenBLAS vs mlx's bundled BLAS, all-layer LoRA.
 
     .venv/bin/python bench/bench_train.py [--iters N] [--reference-iters N] [--repeats R] [--no-peft]
+                                          [--batch-iters N] [--torch-threads T]
 
 All runs train SmolLM2-135M (converted once, cached under bench/results/.cache) on the
 same 36 chat records with the same LoRA settings (2 layers, rank 8, scale 20, batch 1,
 lr 1e-4, mask_prompt). Rates are what mlx-lm reports per training step time, averaged
 over the reports after the first (which holds mx.compile's warm-up). Tokens/s counts
 trained (unmasked) tokens, and mlx-lm's own loss counts one padding token per sequence
-that ours leaves out (runner/train_worker.py), so the wrapper overhead is measured in
+that ours leaves out (runner/train/mlx_backend.py), so the overhead of our loop is measured in
 iterations/s. ``mlx_lm lora`` runs through its own ``main()`` with a reporting callback
 added, because its console rounds rates to whole numbers. The stage and the CLI
 alternate ``--repeats`` times; the best of each is compared.
+Then LoRA on all 30 blocks and every linear layer at batch 8 (the ~60-token QA records), both
+backends: tokens/s (trained and all input tokens) and the share of padding in the batches.
 Results go to ``bench/results/train.json``.
 """
 
@@ -40,6 +43,7 @@ from runner.stage import StageContext  # noqa: E402
 from runner.artifacts import PrepareModel  # noqa: E402
 from runner.models import prepared_hf_dir  # noqa: E402
 from runner.stages import prepare_model, train  # noqa: E402
+from runner.train.blas import fast_blas_env, link_gfortran  # noqa: E402
 
 log = logging.getLogger("bench.train")
 
@@ -105,20 +109,21 @@ def _config(overrides: list[str]) -> Any:
     return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(base + overrides))
 
 
-def _settings(iters: int, report: int) -> list[str]:
+def _settings(iters: int, report: int, num_layers: int = 2, batch_size: int = 1) -> list[str]:
     return [
         f"train.iters={iters}",
         f"train.steps_per_report={report}",
         f"train.steps_per_eval={iters}",
         f"train.save_every={iters}",
         "train.val_batches=1",
-        "train.num_layers=2",
+        f"train.num_layers={num_layers}",
         "train.rank=8",
         "train.scale=20.0",
-        "train.batch_size=1",
+        f"train.batch_size={batch_size}",
         "train.learning_rate=1e-4",
         "train.max_seq_length=512",
         "train.mask_prompt=true",
+        "train.export_check_records=0",  # throughput only
     ]
 
 
@@ -128,14 +133,18 @@ def _steady(rates: list[float]) -> float:
     return sum(rates) / len(rates) if rates else float("nan")
 
 
-def run_stage(prepared: Path, data: Path, backend: str, fast_blas: bool, iters: int, report: int) -> dict[str, Any]:
-    cfg = _config(_settings(iters, report) + [f"train.backend={backend}", f"train.fast_blas={str(fast_blas).lower()}"])
+def run_stage(
+    prepared: Path, data: Path, backend: str, fast_blas: bool, iters: int, report: int, extra: tuple[str, ...] = (), **shape: int
+) -> dict[str, Any]:
+    cfg = _config(_settings(iters, report, **shape) + [f"train.backend={backend}", f"train.fast_blas={str(fast_blas).lower()}", *extra])
     rates: list[float] = []
+    input_rates: list[float] = []
     its: list[float] = []
 
     def log_metrics(metrics: dict[str, float], step: Any = None) -> None:
         if "train/tokens_per_second" in metrics:
             rates.append(metrics["train/tokens_per_second"])
+            input_rates.append(metrics["train/input_tokens_per_second"])
             its.append(metrics["train/iterations_per_second"])
 
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
@@ -146,6 +155,8 @@ def run_stage(prepared: Path, data: Path, backend: str, fast_blas: bool, iters: 
     return {
         "iterations_per_second": round(_steady(its), 3),
         "tokens_per_second": round(_steady(rates), 2),
+        "input_tokens_per_second": round(_steady(input_rates), 2),
+        "padding_share": round(result.metrics.get("padding_share", float("nan")), 3),
         "reports": [round(r, 2) for r in rates],
         "wall_s": round(wall, 1),
         "train_s": round(result.metrics.get("train_seconds", float("nan")), 1),
@@ -158,10 +169,10 @@ def run_stage(prepared: Path, data: Path, backend: str, fast_blas: bool, iters: 
 
 def run_cli(prepared: Path, data: Path, iters: int, report: int) -> dict[str, Any]:
     """``python -m mlx_lm lora`` (through its main()) with the same settings and the same OpenBLAS environment."""
-    env = train.fast_blas_env()
+    env = fast_blas_env()
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as work:
         if env is not None:
-            env = train._link_gfortran(env, Path(work))
+            env = link_gfortran(env, Path(work))
         command = [
             sys.executable, "-c", _CLI_SHIM,
             "--model", str(prepared_hf_dir(prepared)), "--train", "--data", str(data),
@@ -192,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--reference-iters", type=int, default=4, help="iterations with mlx's bundled BLAS (slow); 0 skips")
     parser.add_argument("--repeats", type=int, default=2, help="alternating stage / CLI pairs")
     parser.add_argument("--no-peft", action="store_true", help="skip the transformers + PEFT run")
+    parser.add_argument("--batch-iters", type=int, default=8, help="iterations of the all-layer batch-8 runs; 0 skips")
+    parser.add_argument("--torch-threads", type=int, default=None, help="train.num_threads for the PEFT runs (default: torch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "train.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -222,9 +235,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         reference = run_stage(prepared, data, "mlx", False, args.reference_iters, 2)
         result["stage_mlx_reference_blas"] = reference
         result["openblas_speedup"] = round(best_stage / reference["iterations_per_second"], 1)
+    threads = (f"train.num_threads={args.torch_threads}",) if args.torch_threads else ()
     if not args.no_peft:
         log.info("stage (transformers + PEFT, torch)")
-        result["stage_peft_torch"] = run_stage(prepared, data, "peft", True, args.iters, args.report)
+        result["stage_peft_torch"] = run_stage(prepared, data, "peft", True, args.iters, args.report, threads)
+    if args.batch_iters:
+        result["all_layers_batch8"] = {}
+        for backend in ("mlx",) + (() if args.no_peft else ("peft",)):
+            log.info("stage (%s), LoRA on every block and linear layer, batch 8", backend)
+            run = run_stage(prepared, data, backend, True, args.batch_iters, 1, threads, num_layers=-1, batch_size=8)
+            result["all_layers_batch8"][backend] = run
     result["machine"]["load_avg_end"] = os.getloadavg()
     result["total_s"] = round(time.perf_counter() - started, 1)
 
@@ -237,10 +257,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append(("stage mlx + bundled BLAS", result["stage_mlx_reference_blas"]))
     if "stage_peft_torch" in result:
         rows.append((f"stage peft (torch {result['stage_peft_torch']['device']})", result["stage_peft_torch"]))
-    print(f"{'run':<34}{'it/s':>8}{'tokens/s':>10}{'wall s':>9}")
+    for backend, run in result.get("all_layers_batch8", {}).items():
+        rows.append((f"{backend}, all layers, batch 8", run))
+    print(f"{'run':<34}{'it/s':>8}{'tokens/s':>10}{'input tok/s':>13}{'wall s':>9}")
     for label, r in rows:
-        print(f"{label:<34}{r['iterations_per_second']:>8.2f}{r['tokens_per_second']:>10.1f}{r['wall_s']:>9.1f}")
-    print(f"wrapper overhead {overhead:+.1f}% (best of {args.repeats}; must be < 5%)", end="")
+        input_rate = r.get("input_tokens_per_second", float("nan"))
+        print(f"{label:<34}{r['iterations_per_second']:>8.2f}{r['tokens_per_second']:>10.1f}{input_rate:>13.1f}{r['wall_s']:>9.1f}")
+    print(f"our loop vs mlx_lm lora: {overhead:+.1f}% slower (best of {args.repeats}; must be < 5%)", end="")
     if "openblas_speedup" in result:
         print(f"; OpenBLAS speed-up {result['openblas_speedup']}x", end="")
     print(f"; {result['total_s']:.0f} s in all; written to {args.out}")
