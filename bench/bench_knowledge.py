@@ -23,19 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
+from runner.compose import compose_config  # noqa: E402
 from runner.pipeline import run_pipeline  # noqa: E402
-from runner.schema import register_configs, validate  # noqa: E402
+from runner.schema import validate  # noqa: E402
 
 log = logging.getLogger("bench.knowledge")
 SETS = ("heldout", "probes", "train", "unseen")
 
 
 def run_cell(phrasings: int, epochs: float, workdir: Path, extra: list[str]) -> dict[str, Any]:
-    register_configs()
     overrides = [
-        f"paths.root={ROOT}",
         f"paths.output_dir={workdir / 'outputs'}",
         f"paths.mlruns_dir={workdir / 'mlruns'}",
         "tracking.experiment=bench-knowledge",
@@ -43,8 +40,7 @@ def run_cell(phrasings: int, epochs: float, workdir: Path, extra: list[str]) -> 
         f"train.epochs={epochs}",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides, root=ROOT)
     validate(cfg)
     started = time.perf_counter()
     metrics = run_pipeline(cfg)["metrics"]

@@ -29,12 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
 from runner.artifacts import Answer, Generate, Ingest  # noqa: E402
+from runner.compose import compose_config  # noqa: E402
 from runner.jsonl import read_jsonl  # noqa: E402
 from runner.pipeline import run_pipeline  # noqa: E402
-from runner.schema import register_configs, validate  # noqa: E402
+from runner.schema import validate  # noqa: E402
 
 log = logging.getLogger("bench.precision")
 CORPORA = ROOT.parent / "shared" / "corpora"
@@ -50,10 +49,8 @@ def corpus_documents(name: str) -> list[str]:
 
 
 def run_corpus(name: str, workdir: Path, extra: list[str]) -> dict[str, Any]:
-    register_configs()
     documents = ",".join(corpus_documents(name))
     overrides = [
-        f"paths.root={ROOT}",
         f"paths.output_dir={workdir / 'outputs'}",
         f"paths.mlruns_dir={workdir / 'mlruns'}",
         "tracking.experiment=bench-precision",
@@ -61,8 +58,7 @@ def run_corpus(name: str, workdir: Path, extra: list[str]) -> dict[str, Any]:
         "until=dataset",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides, root=ROOT)
     validate(cfg)
     return run_pipeline(cfg)
 

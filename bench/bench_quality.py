@@ -32,11 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from hydra import compose, initialize_config_dir  # noqa: E402
-
+from runner.compose import compose_config  # noqa: E402
 from runner.jsonl import read_jsonl  # noqa: E402
 from runner.pipeline import run_pipeline  # noqa: E402
-from runner.schema import register_configs, validate  # noqa: E402
+from runner.schema import validate  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 
@@ -51,7 +50,6 @@ STRATEGIES = {
 
 def run_strategy(name: str, extra: list[str], chunks: int, workdir: Path) -> dict[str, Any]:
     overrides = [
-        f"paths.root={ROOT}",
         f"paths.output_dir={workdir / 'outputs'}",
         f"paths.mlruns_dir={workdir / 'mlruns'}",
         "tracking.experiment=bench-quality",
@@ -59,8 +57,7 @@ def run_strategy(name: str, extra: list[str], chunks: int, workdir: Path) -> dic
         "until=answer",
         *extra,
     ]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = compose_config(overrides, root=ROOT)
     validate(cfg)
     started = time.perf_counter()
     summary = run_pipeline(cfg)
@@ -92,7 +89,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("overrides", nargs="*", help="config overrides for every strategy, e.g. llm.n_threads=1")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    register_configs()
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
