@@ -24,6 +24,8 @@ from runner.train.checkpoints import BestAdapter, latest_checkpoint
 from runner.train.data import Row, batch_stream, length_batches, padded_width, validation_batches
 from runner.train.job import Emit, TrainJob
 
+log = logging.getLogger(__name__)
+
 
 class Trainer(Protocol):
     def step(self, rows: list[Row]) -> tuple[float, int, float]:
@@ -59,9 +61,6 @@ class LoopResult:
     input_tokens_per_second: float  # every real token of the batches (prompt included)
     train_seconds: float
     padding_share: float  # padded positions / all positions the batches held
-
-
-log = logging.getLogger(__name__)
 
 
 def run_job(job: TrainJob, trainer: Trainer, train_rows: list[Row], valid_rows: list[Row], emit: Emit) -> dict[str, float]:
