@@ -231,3 +231,9 @@ def test_resume_skips_an_mlx_checkpoint_cut_short_by_a_kill(tmp_path: Path) -> N
     assert latest_checkpoint(job) == (2, segment / "0000002_adapters.safetensors")
     (segment / "0000006_adapters.safetensors").write_bytes(b"")  # created, nothing written yet
     assert latest_checkpoint(job) == (2, segment / "0000002_adapters.safetensors")
+
+
+def test_the_cache_key_covers_every_file_of_the_training_package() -> None:
+    fingerprint = dict(train.code_fingerprint(None, REPO_ROOT))
+    package = sorted(p.name for p in (REPO_ROOT / "runner" / "train").glob("*.py"))
+    assert sorted(set(fingerprint) - {"models.py"}) == package and "loop.py" in package and "export.py" in package
