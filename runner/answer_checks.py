@@ -68,7 +68,9 @@ _CHECKS = {
     "path": lambda a: bool(_PATH.search(a)),
     "value": lambda a: bool(_VALUE.search(a)),
     "quantity": lambda a: bool(_NUMBER.search(a)),
-    "procedure": lambda a: bool(_IMPERATIVE.search(a) or has_command(a)),
+    # a procedure is an instruction or a command the sentence calls ("Run ...", "with qsctl ..."); a flag
+    # named in passing ("If --lanes is omitted, ...") is none
+    "procedure": lambda a: bool(_IMPERATIVE.search(a) or _CODE_SPAN.search(a) or _CALLED_COMMAND.search(a)),
 }
 
 

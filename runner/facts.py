@@ -167,7 +167,7 @@ def clean_sentences(text: str, min_chars: int = 40, max_chars: int = 320) -> lis
 _LEANS_ON_BEFORE = re.compile(
     r"^(?:It|Its|This|These|That|Those|They|Their|Such|Otherwise|However|Instead|Likewise|Similarly|Also|"
     r"In (?:that|this|such a) case|Without (?:it|this|them)|With (?:it|this|them)|The same|"
-    r"The default(?: value)? is|By default,? (?:it|this|they))\b"
+    r"The default(?: value| setting)? (?:is|was|changed|changes|depends|applies|remains|can|may|will)|By default,? (?:it|this|they))\b"
 )
 
 

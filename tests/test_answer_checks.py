@@ -23,6 +23,9 @@ CASES = [
     ("Which file holds the relay's settings?", "The relay reads its settings at start-up.", "path"),
     ("In which release did the default retention change?", "Release 3.2 changed the default retention.", None),
     ("What does the relay do with a poisoned message?", "It parks it.", None),  # no form to check
+    # a flag named in passing is no procedure (bench/review_sample.md)
+    ("How to set default lanes and retention in a channel?", "If --lanes is omitted, the channel gets the default of 4 lanes.", "procedure"),
+    ("How to check the exit code of a script?", "Scripts should check the exit code rather than parse the table output of --output json.", "procedure"),
 ]
 
 

@@ -157,3 +157,12 @@ def test_a_sentence_that_leans_on_the_one_before_is_taken_with_it() -> None:
 
 def test_a_leaning_sentence_at_the_start_of_a_chunk_is_no_fact() -> None:
     assert extract_facts("This tap device is added to a bridge, by default vmbr0.", max_facts=3) == []
+
+
+def test_the_default_with_no_subject_leans_on_the_sentence_before() -> None:
+    from runner.facts import leans_on_before
+
+    assert leans_on_before("The default changed in release 3.3; earlier releases used 128 MiB segments.")
+    assert leans_on_before("The default is the size of the installed memory.")
+    assert not leans_on_before("The default profile is core, and the profile is selected with node.profile.")
+    assert not leans_on_before("The default value of node.id is 1.")

@@ -359,3 +359,31 @@ def test_the_stage_judges_what_passed_the_rules_before_the_per_fact_limit(
     passing_lantern = [qid for qid in ("j-fennel", "j-evict") if qid not in rejected]
     assert [qid for qid in kept if qid.startswith("j-") and qid != "j-port"] == passing_lantern[:1]
     assert result.metrics["judge/rejected"] == len(rejected) == result.metrics.get("dropped/judge_rejected", 0)
+
+
+# the small model's garbled questions on the sample, read by hand (bench/review_sample.md), and well-formed ones
+GARBLED = [
+    ("How many lanes are in a lane?", "A lane is one ordered, append-only partition of a channel; every channel has between 1 and 256 lanes.", "repeated_word"),
+    ("How many seconds is the leader leader set?", "A leader is replaced after 10 seconds without a heartbeat, as set by cluster.leader_timeout_s.", "repeated_word"),
+    ("What is revoked token? What is revoked token used for?", "A revoked token is rejected with error QSR-4012 from the next request on.", "not_one_question"),
+    (
+        "Which is the default on the core profile, the relay calls fsync at least every 50 milliseconds, as set by storage.fsync_interval_ms?",
+        "By default on the core profile, the relay calls fsync at least every 50 milliseconds, as set by storage.fsync_interval_ms.",
+        "restates_fact",
+    ),
+]
+WELL_FORMED = [
+    ("Which profile is selected with node.profile?", "The default profile is core, and the profile is selected with node.profile."),
+    ("How many channels does a node support at most?", "A node supports at most 5,000 channels by default."),
+]
+
+
+@pytest.mark.parametrize("question,fact,reason", GARBLED)
+def test_garbled_questions_are_dropped_with_their_reason(question: str, fact: str, reason: str, composed_cfg: Callable[..., DictConfig]) -> None:
+    cfg = composed_cfg(["curate.min_fact_overlap=0"])  # these rules come after the off-fact one
+    assert rule_reason(question, fact, [], cfg.curate, set(), None, fact, "Quillstream Relay") == reason
+
+
+@pytest.mark.parametrize("question,fact", WELL_FORMED)
+def test_well_formed_questions_pass_those_rules(question: str, fact: str, composed_cfg: Callable[..., DictConfig]) -> None:
+    assert rule_reason(question, fact, [], composed_cfg().curate, set(), None, fact, "Quillstream Relay") is None
