@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from runner import tracking
 from runner.cache import CacheEntry, hash_file, hash_json, hash_source
 from runner.errors import ConfigError, RunnerError
 from runner.paths import resolve_path
+from runner.preflight import check_native, preflight
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ _LLM_OUTPUT = (
 _QUESTION_PROMPTS = ("prompts.question_system", "prompts.question_user", "prompts.fact_system", "prompts.fact_user", "prompts.fact_examples")
 _ANSWER_PROMPTS = ("prompts.answer_system", "prompts.answer_user", "prompts.check_system", "prompts.check_user", "prompts.fact_examples")
 
+_STRUCTURE_CODE = ("runner.structure", "runner.structure.records", "runner.structure.layouts", "runner.structure.sentences")
 _LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable")
 
 STAGES: tuple[StageSpec, ...] = (
@@ -141,7 +142,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("generate", *_QUESTION_PROMPTS, *_LLM_OUTPUT),
         ("chunk",),
         resumable=True,
-        code=("runner.facts", "runner.fact_selection", "runner.structure", "runner.templates", *_LLM_CODE),
+        code=("runner.facts", "runner.fact_selection", *_STRUCTURE_CODE, "runner.templates", *_LLM_CODE),
         fingerprint=_local_llm_fingerprint,
     ),
     StageSpec(
@@ -293,79 +294,6 @@ def execute_stage(
         return StageOutcome(spec, key, entry.final_dir, False, duration, result)
 
 
-def preflight(cfg: DictConfig, root: Path) -> None:
-    """Checks that need the file system, done before any model is loaded: on the machine that submits a
-    sweep and again in each job, which may run elsewhere, so an error names the machine."""
-    try:
-        _check_files(cfg, root)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (checked on {socket.gethostname()})") from None
-
-
-def _check_files(cfg: DictConfig, root: Path) -> None:
-    from runner.models import resolve_embedding_model, resolve_gguf
-    from runner.documents import discover_documents
-
-    discover_documents(cfg.ingest, root)  # raises ConfigError for a missing path
-    resolve_gguf(cfg.model.gguf_path, root)
-    embedding = resolve_embedding_model(cfg.index.embedding_model, root)
-    if not Path(embedding).exists():
-        raise ConfigError(f"index.embedding_model={cfg.index.embedding_model!r} is not a local folder (no model hub is used)")
-    if cfg.model.hf_path:
-        hf = resolve_path(cfg.model.hf_path, root)
-        if not (hf / "config.json").is_file():
-            raise ConfigError(f"model.hf_path={cfg.model.hf_path!r} is not a Hugging Face model folder (no config.json in {hf})")
-    if cfg.eval.probes and not _probes_fingerprint(cfg, root):
-        raise ConfigError(f"eval.probes={cfg.eval.probes!r} does not exist")
-    judge_llm, judge_model = _local_judge(cfg)
-    if judge_llm is not None:
-        resolve_gguf(judge_model.gguf_path, root, key="curate.judge.gguf_path" if cfg.curate.judge.gguf_path else "model.gguf_path")
-
-
-def _local_judge(cfg: DictConfig) -> tuple[Any, Any]:
-    """The judge's llm and model configs when ``curate.judge`` runs a local GGUF, else (None, None)."""
-    from runner.judge import judge_model_configs
-
-    if not cfg.curate.judge.enabled:
-        return None, None
-    llm, model = judge_model_configs(cfg)
-    return (llm, model) if llm.backend == "llama_cpp" else (None, None)
-
-
-def native_parts(cfg: DictConfig, stages: list[StageSpec], root: Path) -> dict[str, str]:
-    """The native libraries the selected stages load, with the model each check loads."""
-    from runner.models import resolve_embedding_model, resolve_gguf
-
-    names = {spec.name for spec in stages}
-    wanted: dict[str, str] = {}
-    if "ingest" in names:
-        wanted["pdfium"] = ""
-    if names & {"index", "curate", "answer", "eval"}:
-        wanted["faiss"] = ""
-        wanted["embeddings"] = resolve_embedding_model(cfg.index.embedding_model, root)
-    if "eval" in names or (names & {"generate", "answer"} and cfg.llm.backend == "llama_cpp"):
-        wanted["llama.cpp"] = str(resolve_gguf(cfg.model.gguf_path, root))
-    judge_llm, judge_model = _local_judge(cfg)
-    if "curate" in names and judge_llm is not None and "llama.cpp" not in wanted:
-        wanted["llama.cpp"] = str(resolve_gguf(judge_model.gguf_path, root))
-    if "prepare_model" in names or ("train" in names and cfg.train.backend == "peft"):
-        wanted["torch"] = ""
-    if "train" in names and cfg.train.backend == "mlx":
-        wanted["mlx"] = ""
-    return wanted
-
-
-def check_native(cfg: DictConfig, stages: list[StageSpec], root: Path) -> None:
-    """Each native part this run uses runs once in a child process before any stage starts, so a library
-    built for other CPU instructions fails here with one line, not with a signal mid-run."""
-    from runner import native
-
-    outcomes = native.check_parts(native_parts(cfg, stages, root), record_dir=native.pass_record_dir())
-    for outcome in outcomes:
-        (log.info if outcome.ok else log.error)("native check: %s", outcome.line())
-    native.raise_on_failure(outcomes)
-
-
 @dataclass
 class RunInfo:
     """What the Hydra job knows about itself, recorded with the run."""
@@ -411,7 +339,7 @@ def run_pipeline(cfg: DictConfig, info: Optional[RunInfo] = None) -> dict[str, A
 
     status = "FAILED"
     try:
-        check_native(cfg, stages, root)
+        check_native(cfg, {spec.name for spec in stages}, root)
         for spec in stages:
             outcome = execute_stage(spec, cfg, root, cache_dir, outcomes, log_step_metrics)
             outcomes[spec.name] = outcome

@@ -3,6 +3,10 @@
 Every YAML file under ``conf/`` merges into :class:`RunConfig`, so a misspelled
 key or a wrong type fails while Hydra composes the config. Value ranges and
 cross-field rules are checked by :func:`validate` before any work starts.
+
+One file on purpose, though it is long: it is the single home of every default (STYLE.md), one
+dataclass per config group in pipeline order, then the checks; split up, a reader would have to
+look in several places for what a key defaults to and what it may be.
 """
 
 from __future__ import annotations

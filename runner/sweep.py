@@ -31,7 +31,7 @@ from omegaconf import DictConfig
 
 from runner import tracking
 from runner.errors import ConfigError, TrackingError
-from runner.pipeline import preflight
+from runner.preflight import preflight
 
 log = logging.getLogger(__name__)
 

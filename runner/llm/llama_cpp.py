@@ -9,6 +9,10 @@ shares with its next request (e.g. the system prompt), so that prefix is not eva
 With ``parallel == 1`` both methods use the high-level path.
 
 Not thread-safe: use one instance from one thread.
+
+One class in one file, though it is long: the high-level path and the batched decoder share one
+loaded model, its vocabulary, chat formatter, grammar cache and statistics; split apart, each half
+would reach into the other's state.
 """
 
 from __future__ import annotations
