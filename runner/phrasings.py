@@ -9,7 +9,11 @@ each fact gets:
   deletes ...". A rewrite belongs to the question it rewrites: held out together, trained together.
 - for a fact nobody wrote a usable question about, a question anchored on an identifier only that fact
   holds ("What does the Quillstream Relay manual say about delivery.prefetch?"), so the fact still
-  trains as a question, not only as text.
+  trains as a question, not only as text;
+- fill-in-the-blank questions: the fact with one of its checkable terms (a number, a key, a path, a
+  code) blanked. Each blanks another term, so each leaves other words of the fact as the cue: several
+  ways into the same fact, as the rewordings and permutations that let a model recall a fact from an
+  unseen question (Allen-Zhu & Li, 3.1).
 """
 
 from __future__ import annotations
@@ -74,3 +78,29 @@ def unique_anchors(facts: Iterable[str]) -> dict[str, str]:
 
 def anchor_question(anchor: str, topic: str) -> str:
     return f"What does the {topic} manual say about {anchor}?" if topic else f"What does the manual say about {anchor}?"
+
+
+BLANK = "___"
+
+
+def cloze_questions(fact: str, topic: str, limit: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` (question, blanked term) pairs, each question blanking one checkable term of ``fact``
+    (its first occurrence, as written in the fact)."""
+    from runner.facts import key_terms
+
+    def rank(term: str) -> tuple[bool, bool, int, int]:  # values and keys first ("7461", "delivery.prefetch"), the longest
+        return (not any(c.isdigit() for c in term), not any(c in term for c in "./_-"), fact.lower().find(term), -len(term))
+
+    found: list[tuple[str, str]] = []
+    used: list[str] = []
+    for term in sorted(key_terms(fact), key=rank):
+        if len(found) >= limit:
+            break
+        start = fact.lower().find(term)
+        if start < 0 or len(term) < 2 or any(term in u or u in term for u in used):
+            continue  # "127" inside "127.0.0.1:7461" is no term of its own
+        used.append(term)
+        blanked = fact[:start] + BLANK + fact[start + len(term):]
+        where = f"the {topic} manual" if topic else "the manual"
+        found.append((f'Fill in the blank from {where}: "{blanked}"', fact[start:start + len(term)]))
+    return found

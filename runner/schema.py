@@ -295,6 +295,9 @@ class DatasetConfig:
     unseen_fraction: float = 0.1
     # question/answer pairs per fact: its kept questions first, then their rewrites
     phrasings_per_fact: int = 4
+    # split_by=phrasing: fill-in-the-blank questions per fact (one checkable term blanked each, answered by
+    # that term): more ways into each fact for the model; they count as phrasings but are never held out
+    cloze_per_fact: int = 2
     mix: DatasetMix = field(default_factory=DatasetMix)
     seed: int = 0
 
@@ -565,6 +568,7 @@ def validate(cfg: Any) -> None:
     _check(0.0 < cfg.dataset.valid_fraction < 1.0, "dataset.valid_fraction", cfg.dataset.valid_fraction, "must be in (0, 1)")
     _check(0.0 <= cfg.dataset.unseen_fraction < 1.0, "dataset.unseen_fraction", cfg.dataset.unseen_fraction, "must be in [0, 1)")
     _check(cfg.dataset.phrasings_per_fact >= 1, "dataset.phrasings_per_fact", cfg.dataset.phrasings_per_fact, "must be >= 1")
+    _check(cfg.dataset.cloze_per_fact >= 0, "dataset.cloze_per_fact", cfg.dataset.cloze_per_fact, "must be >= 0")
     for kind in ("qa", "fact_text", "chunk_text"):
         copies = getattr(cfg.dataset.mix, kind)
         _check(copies >= 0, f"dataset.mix.{kind}", copies, "must be >= 0 (copies per epoch)")

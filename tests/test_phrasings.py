@@ -35,3 +35,14 @@ def test_identifiers_and_anchors_only_one_fact_names() -> None:
     ]
     assert unique_anchors(facts) == {facts[1]: "QSR_PREFETCH"}  # delivery.prefetch is named twice
     assert anchor_question("QSR_PREFETCH", "Quillstream Relay") == "What does the Quillstream Relay manual say about QSR_PREFETCH?"
+
+
+def test_fill_in_the_blank_questions_blank_values_and_keys_first_each_once() -> None:
+    from runner.phrasings import cloze_questions
+
+    fact = "The Admin API binds to 127.0.0.1:7461 by default and reads /etc/quillstream/admin.token."
+    pairs = cloze_questions(fact, "Quillstream Relay", 3)
+    assert [term for _, term in pairs] == ["127.0.0.1:7461", "/etc/quillstream/admin.token", "API"]  # "127.0" is inside the first
+    question, term = pairs[0]
+    assert question == 'Fill in the blank from the Quillstream Relay manual: "The Admin API binds to ___ by default and reads /etc/quillstream/admin.token."'
+    assert cloze_questions(fact, "Quillstream Relay", 0) == []

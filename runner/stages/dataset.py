@@ -37,7 +37,7 @@ from runner.errors import InputError
 from runner.facts import CHARS_PER_TOKEN
 from runner.fact_selection import fact_id as make_fact_id
 from runner.jsonl import read_jsonl, write_jsonl
-from runner.phrasings import anchor_question, rewrites, unique_anchors
+from runner.phrasings import anchor_question, cloze_questions, rewrites, unique_anchors
 from runner.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ class FactPlan:
     heldout: Optional[Phrasing] = None
     unseen: bool = False
     anchor: Optional[Phrasing] = None  # the question anchored on an identifier only this fact names
+    cloze: list[Phrasing] = field(default_factory=list)  # fill-in-the-blank questions, answered by the blanked term
 
 
 def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
@@ -112,9 +113,11 @@ def split_records(records: list[dict[str, Any]], valid_fraction: float, split_by
 # ---------------------------------------------------------------- facts and their phrasings
 
 
-def plan_facts(facts: list[dict[str, Any]], answered: list[dict[str, Any]], chunks: dict[str, dict[str, Any]], topic: str) -> list[FactPlan]:
-    """Every fact with its independent phrasings: kept pairs (a pair without a fact is a fact of its own)
-    and, for a fact with none, a question anchored on its own identifier."""
+def plan_facts(
+    facts: list[dict[str, Any]], answered: list[dict[str, Any]], chunks: dict[str, dict[str, Any]], topic: str, cloze_per_fact: int = 0
+) -> list[FactPlan]:
+    """Every fact with its independent phrasings: kept pairs (a pair without a fact is a fact of its own),
+    for a fact with none a question anchored on its own identifier, and its fill-in-the-blank questions."""
     plans: dict[str, FactPlan] = {f["fact_id"]: FactPlan(f) for f in facts}
     by_text = {f["text"]: f["fact_id"] for f in facts}
     for record in answered:
@@ -143,21 +146,28 @@ def plan_facts(facts: list[dict[str, Any]], answered: list[dict[str, Any]], chun
                 plan.phrasings.append(plan.anchor)
         for phrasing in plan.phrasings:
             phrasing.rewrites = rewrites(phrasing.question, topic, heading)
+        if plan.fact.get("kind") in ("sentence", "record"):
+            plan.cloze = [
+                Phrasing(question, term, "cloze", f"{plan.fact['fact_id']}-cloze{i}")
+                for i, (question, term) in enumerate(cloze_questions(plan.fact["text"], topic, cloze_per_fact))
+            ]
     return list(plans.values())
 
 
 def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int) -> None:
     """Mark ``unseen_fraction`` of the askable facts unseen; from every other fact with two or more
-    phrasings hold one out (a model-written one when there is one), seeded."""
+    phrasings hold one out (a model-written one when there is one, else a template one), seeded."""
     rng = random.Random(seed)
     askable = [p for p in plans if p.phrasings]
     for plan in rng.sample(askable, round(unseen_fraction * len(askable))) if unseen_fraction else []:
         plan.unseen = True
     for plan in plans:
-        if plan.unseen or len(plan.phrasings) < 2:
+        # what is held out is a question someone would ask (model-written, else a template); the anchored and
+        # fill-in-the-blank questions count as phrasings the fact trains with, but are never held out
+        askable = [p for p in plan.phrasings if p.strategy in _MODEL_WRITTEN] or [p for p in plan.phrasings if p.strategy == "template"]
+        if plan.unseen or not askable or len(plan.phrasings) + len(plan.cloze) < 2:
             continue
-        natural = [p for p in plan.phrasings if p.strategy in _MODEL_WRITTEN] or plan.phrasings
-        plan.heldout = rng.choice(natural)
+        plan.heldout = rng.choice(askable)
     if not any(p.heldout for p in plans):
         # a small corpus where no fact has two kept phrasings: a fact's anchored question trains in place
         # of its one kept question, which is held out (else nothing would measure learning)
@@ -240,6 +250,9 @@ def build_records(plans: list[FactPlan], chunks: dict[str, dict[str, Any]], ds: 
                 built.add("train", format_record(question, phrasing.answer, ds.format), _origin("qa", plan.fact, phrasing, form))
             if form == "base":
                 built.eval_rows.append(_eval_row("train", question, phrasing.answer, plan, chunks, phrasing.qid))
+        for cloze in plan.cloze:
+            for _ in range(ds.mix.qa):
+                built.add("train", format_record(cloze.question, cloze.answer, ds.format), _origin("qa", plan.fact, cloze, "cloze"))
         # a fact's own sentence (not a pair's answer, nor a raw excerpt: its chunk's text trains)
         for _ in range(ds.mix.fact_text if plan.fact.get("kind") in ("sentence", "record") else 0):
             built.add("train", {"text": plan.fact["text"]}, _origin("fact_text", plan.fact))
@@ -292,7 +305,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     facts = read_jsonl(ctx.inputs["generate"] / Generate.FACTS)
     chunks = {c["chunk_id"]: c for c in load_chunks(ctx.inputs["chunk"])}
     ds = cfg.dataset
-    plans = plan_facts(facts, answered, chunks, cfg.generate.topic)
+    plans = plan_facts(facts, answered, chunks, cfg.generate.topic, ds.cloze_per_fact if ds.split_by == "phrasing" else 0)
     if not any(p.phrasings for p in plans):
         raise InputError(
             "no question survived curation and answering, so there is nothing to train on: "

@@ -246,7 +246,7 @@ def _texts(records: list[dict[str, Any]]) -> str:
 
 
 def test_every_fact_trains_and_one_phrasing_per_fact_is_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "generate.topic=Quillstream Relay"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "generate.topic=Quillstream Relay"])
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     train, valid = read_jsonl(work / Dataset.TRAIN), read_jsonl(work / Dataset.VALID)
     eval_rows = read_jsonl(work / Dataset.EVAL_SETS)
@@ -283,7 +283,7 @@ def test_unseen_facts_are_held_out_whole(composed_cfg: Callable[..., DictConfig]
 
 
 def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.phrasings_per_fact=2", "dataset.mix.qa=2", "dataset.mix.fact_text=3", "dataset.mix.chunk_text=0"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.phrasings_per_fact=2", "dataset.mix.qa=2", "dataset.mix.fact_text=3", "dataset.mix.chunk_text=0"])
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     provenance = [p for p in read_jsonl(work / Dataset.PROVENANCE) if p["split"] == "train"]
     per_fact = Counter(p["fact_id"] for p in provenance if p["kind"] == "qa")
@@ -295,7 +295,7 @@ def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg:
 def test_a_small_corpus_holds_out_a_kept_question_its_anchor_replaces(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
     """No fact has two kept phrasings: the ones with an identifier of their own train on the anchored
     question and hold their kept one out, so learning is still measured."""
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "generate.topic=Quillstream Relay"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "generate.topic=Quillstream Relay"])
     one_each = {1: ["How many channels does a node support at most?"], 2: ["How long does the archive profile keep messages?"]}
     result, work = _run_stage(cfg, _pairs(one_each), tmp_path, _facts())
     heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
@@ -306,3 +306,20 @@ def test_a_small_corpus_holds_out_a_kept_question_its_anchor_replaces(composed_c
     assert "How many channels does a node support at most?" not in trained_text
     assert "How long does the archive profile keep messages?" in trained_text
     assert result.metrics["valid_size"] == 1
+
+
+
+def test_fill_in_the_blank_questions_train_every_fact_and_are_never_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=2", "generate.topic=Quillstream Relay"])
+    result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
+    provenance = read_jsonl(work / Dataset.PROVENANCE)
+    train = read_jsonl(work / Dataset.TRAIN)
+    cloze = [train[p["line"]] for p in provenance if p["split"] == "train" and p["phrasing"] == "cloze"]
+    assert cloze and len(cloze) <= 2 * len(FACT_SENTENCES)
+    question, answer = cloze[0]["messages"][0]["content"], cloze[0]["messages"][1]["content"]
+    assert question.startswith('Fill in the blank from the Quillstream Relay manual: "') and "___" in question
+    assert answer in " ".join(FACT_SENTENCES) and question.replace("___", answer).endswith(f'{answer}' + question.split("___", 1)[1])
+    # with blanks to train on, every fact with a kept question holds that question out: the fact still trains
+    heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
+    assert len(heldout) == result.metrics["facts_heldout"] == 3
+    assert not any("___" in r["question"] for r in read_jsonl(work / Dataset.EVAL_SETS))
