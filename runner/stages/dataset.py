@@ -154,7 +154,7 @@ def plan_facts(
     return list(plans.values())
 
 
-def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int) -> None:
+def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int, valid_fraction: float = 0.2) -> None:
     """Mark ``unseen_fraction`` of the askable facts unseen; from every other fact with two or more
     phrasings hold one out (a model-written one when there is one, else a template one), seeded."""
     rng = random.Random(seed)
@@ -169,11 +169,13 @@ def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int) -> None:
             continue
         plan.heldout = rng.choice(askable)
     if not any(p.heldout for p in plans):
-        # a small corpus where no fact has two kept phrasings: a fact's anchored question trains in place
-        # of its one kept question, which is held out (else nothing would measure learning)
-        for plan in plans:
-            if not plan.unseen and plan.anchor is not None and len(plan.phrasings) == 1 and plan.phrasings[0] is not plan.anchor:
-                plan.heldout = plan.phrasings[0]
+        # a small corpus where no fact has a second phrasing: valid_fraction of the facts with a question hold
+        # it out, and the fact trains as text (and through its anchored question, when it has one), so
+        # learning is still measured
+        single = [p for p in plans if not p.unseen and any(q.strategy in _MODEL_WRITTEN + ("template",) for q in p.phrasings)]
+        for plan in rng.sample(single, math.ceil(valid_fraction * len(single))):
+            plan.heldout = next(q for q in plan.phrasings if q.strategy in _MODEL_WRITTEN + ("template",))
+            if plan.anchor is not None and plan.anchor not in plan.phrasings:
                 plan.phrasings.append(plan.anchor)
 
 
@@ -314,7 +316,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         )
     valid_qids: set[str] = set()
     if ds.split_by == "phrasing":
-        hold_out(plans, ds.unseen_fraction, ds.seed)
+        hold_out(plans, ds.unseen_fraction, ds.seed, ds.valid_fraction)
     else:
         valid_qids = _legacy_valid_qids(plans, ds)
     built = build_records(plans, chunks, ds, valid_qids)

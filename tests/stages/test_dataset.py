@@ -293,20 +293,20 @@ def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg:
 
 
 def test_a_small_corpus_holds_out_a_kept_question_its_anchor_replaces(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    """No fact has two kept phrasings: the ones with an identifier of their own train on the anchored
-    question and hold their kept one out, so learning is still measured."""
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "generate.topic=Quillstream Relay"])
+    """No fact has a second phrasing: valid_fraction of the facts with a question hold it out, the fact trains
+    as text (and through its anchored question when it names an identifier of its own), so learning is still measured."""
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.valid_fraction=0.5", "generate.topic=Quillstream Relay"])
     one_each = {1: ["How many channels does a node support at most?"], 2: ["How long does the archive profile keep messages?"]}
     result, work = _run_stage(cfg, _pairs(one_each), tmp_path, _facts())
     heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
-    # fact 1 names limits.max_channels, fact 2 no identifier: only fact 1 can be held out
-    assert [r["question"] for r in heldout] == ["How many channels does a node support at most?"]
+    assert len(heldout) == result.metrics["valid_size"] == 1  # ceil(0.5 * 2)
+    (held,) = heldout
     trained_text = _texts(read_jsonl(work / Dataset.TRAIN))
-    assert "What does the Quillstream Relay manual say about limits.max_channels?" in trained_text
-    assert "How many channels does a node support at most?" not in trained_text
-    assert "How long does the archive profile keep messages?" in trained_text
-    assert result.metrics["valid_size"] == 1
-
+    assert held["question"] not in trained_text and held["reference"] in trained_text
+    kept = [q for qs in one_each.values() for q in qs if q != held["question"]]
+    assert all(q in trained_text for q in kept)
+    if "limits.max_channels" in held["reference"]:  # fact 1 names an identifier of its own: its anchor trains
+        assert "What does the Quillstream Relay manual say about limits.max_channels?" in trained_text
 
 
 def test_fill_in_the_blank_questions_train_every_fact_and_are_never_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
