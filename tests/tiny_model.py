@@ -19,10 +19,18 @@ from runner.stages import prepare_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+# the stage tests train small (2 blocks, rank 8, batch 1, constant rate on mlx), as the default did before the
+# recipe for learning facts (every block, batch 8, cosine on peft); their overrides still win
+SMALL_TRAINING = [
+    "train.backend=mlx", "train.num_layers=2", "train.rank=8", "train.batch_size=1",
+    "train.lr_schedule=constant", "train.warmup_steps=0",
+]  # fmt: skip
+
+
 def tiny_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The typed schema plus the embedded model (what conf/model/smollm2.yaml sets) and test overrides."""
+    """The typed schema plus the embedded model (what conf/model/smollm2.yaml sets), small training and test overrides."""
     model = ["model.gguf_path=embedded:smollm2", "model.hf_path=null"]
-    return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(model + list(overrides)))
+    return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(model + SMALL_TRAINING + list(overrides)))
 
 
 def stage_context(cfg: DictConfig, work_dir: Path, inputs: dict[str, Path] | None = None, sink: list | None = None) -> StageContext:

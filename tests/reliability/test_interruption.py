@@ -28,6 +28,7 @@ from runner.jsonl import read_jsonl
 from runner.pipeline import STAGES, execute_stage, stage_key
 from runner.artifacts import Answer, Curate, Generate, load_chunks
 from runner.stages.generate import build_items
+from tiny_model import SMALL_TRAINING
 
 ITEM = "interruption"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +157,7 @@ def _kill_overrides(doc: Path) -> list[str]:
         "curate.specificity_gate=false", "curate.min_fact_overlap=0.0",
         "answer.mode=rag", "answer.grounding=off", "answer.max_tokens=48",
         f"train.iters={TRAIN_ITERS}", "train.save_every=2", "train.steps_per_report=1", f"train.steps_per_eval={TRAIN_ITERS}",
-        "train.val_batches=2", "train.max_seq_length=128",
+        "train.val_batches=2", "train.max_seq_length=128", *SMALL_TRAINING,
     ]
 
 

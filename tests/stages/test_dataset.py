@@ -246,7 +246,7 @@ def _texts(records: list[dict[str, Any]]) -> str:
 
 
 def test_every_fact_trains_and_one_phrasing_per_fact_is_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "generate.topic=Quillstream Relay"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.mix.chunk_text=1", "generate.topic=Quillstream Relay"])
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     train, valid = read_jsonl(work / Dataset.TRAIN), read_jsonl(work / Dataset.VALID)
     eval_rows = read_jsonl(work / Dataset.EVAL_SETS)
