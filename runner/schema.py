@@ -322,7 +322,7 @@ class TrainConfig:
     dropout: float = 0.0
     target_modules: Optional[list[str]] = None  # null = every linear layer of a block
     # passes over the training set: iterations = ceil(epochs * ceil(train records / batch_size))
-    epochs: float = 2.0
+    epochs: float = 4.0
     # when set, the number of iterations, whatever epochs says
     iters: Optional[int] = None
     batch_size: int = 8
