@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from runner.artifacts import PrepareModel
 from runner.errors import ConfigError
+from runner.jsonl import write_jsonl
 from runner.models import resolve_gguf
 from runner.schema import RunConfig
 from runner.stage import StageContext
@@ -31,6 +32,14 @@ def tiny_config(overrides: Sequence[str] = ()) -> DictConfig:
     """The typed schema plus the embedded model (what conf/model/smollm2.yaml sets), small training and test overrides."""
     model = ["model.gguf_path=embedded:smollm2", "model.hf_path=null"]
     return OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.from_dotlist(model + SMALL_TRAINING + list(overrides)))
+
+
+def write_chat_split(folder: Path, pairs: Sequence[tuple[str, str]], n_train: int) -> Path:
+    """(question, answer) pairs as chat records: the first ``n_train`` to train.jsonl, the rest to valid.jsonl."""
+    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in pairs]
+    write_jsonl(folder / "train.jsonl", records[:n_train])
+    write_jsonl(folder / "valid.jsonl", records[n_train:])
+    return folder
 
 
 def stage_context(cfg: DictConfig, work_dir: Path, inputs: dict[str, Path] | None = None, sink: list | None = None) -> StageContext:

@@ -13,7 +13,6 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from runner.errors import ConfigError
-from runner.jsonl import write_jsonl
 from runner.models import resolve_gguf
 from runner.stages import train
 from runner.train.blas import fast_blas_env
@@ -22,7 +21,7 @@ from runner.models import prepared_hf_dir as model_dir
 from runner.train.job import TrainJob
 from runner.train.schedule import lr_factor
 from runner.train.targets import match_targets
-from tiny_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config
+from tiny_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config, write_chat_split
 
 # A fictional product, so nothing here is in the base model already.
 FACTS = [
@@ -60,11 +59,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("dataset")
-    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS]
-    write_jsonl(folder / "train.jsonl", records[:9])
-    write_jsonl(folder / "valid.jsonl", records[9:])
-    return folder
+    return write_chat_split(tmp_path_factory.mktemp("dataset"), FACTS, 9)
 
 
 def _job(checkpoint_dir: str, **settings: Any) -> TrainJob:

@@ -18,13 +18,12 @@ import gguf
 import numpy as np
 import pytest
 
-from runner.jsonl import write_jsonl
 from runner.models import resolve_gguf
 from runner.stages import train as train_stage
 from runner.train import worker
 from runner.train.export import ExportError, export_adapter
 from runner.train.fidelity import check_export
-from tiny_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config
+from tiny_model import REPO_ROOT, prepare_smollm2, stage_context, tiny_config, write_chat_split
 
 FACTS = [
     ("Which port does the Quorvane gateway use?", "The Quorvane gateway listens on port 6129."),
@@ -56,11 +55,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("fidelity_dataset")
-    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS]
-    write_jsonl(folder / "train.jsonl", records[:5])
-    write_jsonl(folder / "valid.jsonl", records[5:])
-    return folder
+    return write_chat_split(tmp_path_factory.mktemp("fidelity_dataset"), FACTS, 5)
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from runner.jsonl import write_jsonl
 from runner.schema import TrainConfig
 from runner.stages import train as train_stage
 from runner.train.checkpoints import BEST_DIR, BestAdapter
 from runner.train.data import length_batches
 from runner.train.job import TrainJob, iterations_for
-from tiny_model import prepare_smollm2, stage_context, tiny_config
+from tiny_model import prepare_smollm2, stage_context, tiny_config, write_chat_split
 
 FACTS = [
     ("What colour is the Brindle router's status lamp?", "The Brindle router's status lamp glows amber."),
@@ -83,11 +82,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("loop_dataset")
-    records = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in FACTS]
-    write_jsonl(folder / "train.jsonl", records[:9])
-    write_jsonl(folder / "valid.jsonl", records[9:])
-    return folder
+    return write_chat_split(tmp_path_factory.mktemp("loop_dataset"), FACTS, 9)
 
 
 @pytest.fixture(scope="module")
