@@ -18,7 +18,7 @@ import hashlib
 import math
 from typing import Any, Iterable
 
-from runner.facts import answer_span, clean_sentences, extract_facts, fallback_facts
+from runner.facts import answer_span, clean_sentences, extract_facts, fallback_facts, is_readable_text
 from runner.structure import KINDS as STRUCTURE_KINDS
 from runner.structure import consumed_lines, structured_facts, unambiguous
 from runner.templates import template_questions
@@ -115,7 +115,7 @@ def select_facts(chunks: list[dict[str, Any]], corpus: list[dict[str, Any]], cfg
         has_records = any(f["chunk_id"] == chunk["chunk_id"] for f in facts.values())
         if not chosen and not has_records:
             chosen = fallback_facts(prose, n)
-            if not chosen and prose.strip():
+            if not chosen and prose.strip() and is_readable_text(prose.strip()):
                 # a chunk with no clean sentence at all still gets asked about, with an excerpt as its "fact"
                 add(_fact(prose.strip()[:EXCERPT_CHARS], "excerpt", chunk, answer_hint=None))
         for found in chosen:

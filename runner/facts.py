@@ -129,10 +129,23 @@ def content_terms(text: str) -> set[str]:
     return {w for w in words if w not in _STOPWORDS and len(w) > 2}
 
 
+# a table of contents' dot leaders ("9.5 System maintenance tips . . . . . 150")
+_DOT_LEADERS = re.compile(r"(?:\.\s?){5,}")
+# a sentence that introduces what follows it ("... with objdump(1) by the following."): the listing it points to
+# is not part of it (a PDF keeps it as a separate block, often code), so alone it states nothing
+_POINTS_AHEAD = re.compile(r"\b(?:the following|as follows|below)\s*[.:]?$|:$")
+
+
+def is_readable_text(text: str) -> bool:
+    """Prose rather than a table of contents, a table or a code dump: enough letters, no dot leaders."""
+    return sum(ch.isalpha() for ch in text) >= 0.55 * len(text) and not _DOT_LEADERS.search(text)
+
+
 def _is_debris(sentence: str) -> bool:
-    letters = sum(ch.isalpha() for ch in sentence)
-    if letters < 0.55 * len(sentence):
-        return True  # tables, numbers-only rows, code dumps
+    if not is_readable_text(sentence):
+        return True  # tables, numbers-only rows, code dumps, contents pages
+    if _POINTS_AHEAD.search(sentence.rstrip()):
+        return True
     if sentence.count("|") >= 2 or "  " in sentence.strip():
         return True
     if not sentence.rstrip().endswith((".", "!", ")", '"', "'")):

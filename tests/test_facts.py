@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from runner.facts import answer_span, comparable_terms, content_terms, extract_facts, fallback_facts, key_terms, numbers_in, split_sentences
+from runner.facts import (
+    answer_span,
+    comparable_terms,
+    content_terms,
+    extract_facts,
+    fallback_facts,
+    is_readable_text,
+    key_terms,
+    numbers_in,
+    split_sentences,
+)
 
 # What PDF extraction gives: a numbered heading, hard-wrapped lines, a table without blank lines around it.
 MANUAL_PAGE = """7.2 The QFL Filter Language
@@ -166,3 +176,15 @@ def test_the_default_with_no_subject_leans_on_the_sentence_before() -> None:
     assert leans_on_before("The default is the size of the installed memory.")
     assert not leans_on_before("The default profile is core, and the profile is selected with node.profile.")
     assert not leans_on_before("The default value of node.id is 1.")
+
+
+def test_contents_lines_and_sentences_pointing_at_a_lost_listing_are_no_facts() -> None:
+    # from the Debian Reference PDF: a table-of-contents line and a sentence whose listing the PDF keeps apart
+    text = (
+        "9.5 System maintenance tips . . . . . . . . . . . . . . . . . . . . 150 9.5.1 Who is on the system? . . . . . . 150\n"
+        "You can disassemble binary code with objdump(1) by the following.\n"
+        "The relay listens on port 7460 for client connections by default."
+    )
+    assert [f.text for f in extract_facts(text, 5)] == ["The relay listens on port 7460 for client connections by default."]
+    assert fallback_facts("9.5 System maintenance tips . . . . . . . . . . . . . . . 150", 2) == []
+    assert is_readable_text("The relay listens on port 7460.") and not is_readable_text("4.2 Precedence . . . . . . . . . . 12")

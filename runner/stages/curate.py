@@ -147,9 +147,13 @@ def repeated_words(question: str) -> set[str]:
 
 
 def restates(question: str, fact: str, min_words: int = 14, share: float = 0.6) -> bool:
-    """A long question that holds most of its fact's content words asks nothing the fact adds."""
+    """A question that holds every content word of its fact, or a long one that holds most of them, asks
+    nothing the fact adds ("How to move the hard disk to a PC with CD bootable UEFI/BIOS?" for that sentence)."""
     fact_stems = stems(fact)
-    return len(question.split()) >= min_words and bool(fact_stems) and len(stems(question) & fact_stems) >= share * len(fact_stems)
+    if not fact_stems:
+        return False
+    shared = len(stems(question) & fact_stems)
+    return shared == len(fact_stems) or (len(question.split()) >= min_words and shared >= share * len(fact_stems))
 
 
 def _normalize(text: str) -> str:

@@ -371,6 +371,8 @@ GARBLED = [
         "By default on the core profile, the relay calls fsync at least every 50 milliseconds, as set by storage.fsync_interval_ms.",
         "restates_fact",
     ),
+    # a real manual's (the Debian Reference): the question holds every word of its fact, so asks nothing
+    ("How to move the hard disk to a PC with CD bootable UEFI/BIOS?", "Move the hard disk to a PC with CD bootable UEFI/BIOS.", "restates_fact"),
 ]
 WELL_FORMED = [
     ("Which profile is selected with node.profile?", "The default profile is core, and the profile is selected with node.profile."),
