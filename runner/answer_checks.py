@@ -21,10 +21,26 @@ _FLAG = r"(?<![\w-])--?[A-Za-z][\w-]*"
 _PATH = re.compile(r"(?:~|\.{0,2})?/[\w.@%+-]+(?:/[\w.@%<>{}*+-]*)*|\b[\w-]+\.(?:conf|cfg|toml|ya?ml|json|ini|xml|txt|log|sh|py|service|socket|timer|d)\b")
 _CODE_SPAN = re.compile(r"`[^`]+`")
 # "command qsctl", "run qsctl ...", "use apt-get", "with systemctl restart": a word the sentence calls a command
+# after "use / using / with / via" the word must look like a command: a man-page name ("screen(1)"), a quoted
+# command line, or words followed by a flag or a placeholder ("with qsctl dlq replay orders --max 1000");
+# "use experimental archive", "with other system via network" and "with PID" call nothing
+_QUOTED = r"[`'\"\u201c\u201d\u2018\u2019][^`'\"\u201c\u201d\u2018\u2019]+[`'\"\u201c\u201d\u2018\u2019]"
 _CALLED_COMMAND = re.compile(
-    r"\b(?:command|commands|run|running|runs|execute|type|invoke|call|use|using|with|via)\s+[`'\"]?[a-z][\w.+-]*(?:\s+[a-z][\w.-]*)*\s*(?:" + _FLAG + r"|<[\w-]+>|[a-z][\w.-]*)",
+    r"\b(?:command|commands|run|running|runs|execute|type|invoke|call)\s+[`'\"\u201c\u201d]?[a-z][\w.+-]*(?:\s+[a-z][\w.-]*)*\s*(?:"
+    + _FLAG + r"|<[\w-]+>|[a-z][\w.-]*)"
+    r"|\b(?:use|using|with|via)\s+(?:the\s+)?(?:" + _QUOTED + r"|[a-z][\w.+-]*\(\d\w*\)|[a-z][\w.+-]*(?:\s+[a-z][\w.-]*)*\s+(?:" + _FLAG + r"|<[\w-]+>))",
     re.IGNORECASE,
 )
+# an answer that only says where the fact is ("The non-free-firmware area is described in Section 2.1.4.",
+# "You are advised to read the LSM framework document at kernel.org.") states nothing a reader could check
+_POINTS_ELSEWHERE = re.compile(
+    r"\b(?:is|are)\s+(?:described|explained|defined|discussed|covered|documented|listed)\s+(?:in|at|on)\s+(?:the\s+)?(?:Section|Chapter|Appendix|Table|Debian|[A-Z][\w-]*\s+(?:Manual|Guide|wiki))\b"
+    r"|^(?:See|Refer to|Read|Consult|You are (?:advised|encouraged) to read|For (?:details|more information),? see)\b"
+)
+
+
+def points_elsewhere(answer: str) -> bool:
+    return bool(_POINTS_ELSEWHERE.search(answer.strip()))
 _IMPERATIVE = re.compile(
     r"(?:^|[.;:]\s+|\bthen\s+|\bfirst,?\s+)(?:run|use|set|create|add|open|edit|click|select|enable|disable|start|stop|restart|install|"
     r"remove|delete|configure|call|type|pass|specify|change|mount|copy|move|upload|download|enter|press|choose|define|write|"

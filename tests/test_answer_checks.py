@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.answer_checks import debris, expected_answer, type_mismatch
+from runner.answer_checks import debris, expected_answer, points_elsewhere, type_mismatch
 
 # (question, answer, what the answer lacks or None); the failing ones are the kinds found in real manuals
 CASES = [
@@ -26,7 +26,27 @@ CASES = [
     # a flag named in passing is no procedure (bench/review_sample.md)
     ("How to set default lanes and retention in a channel?", "If --lanes is omitted, the channel gets the default of 4 lanes.", "procedure"),
     ("How to check the exit code of a script?", "Scripts should check the exit code rather than parse the table output of --output json.", "procedure"),
+    # "use / with / via" call a command only when one follows (the Debian Reference's review)
+    ("How to convert a XML file to any format?", "You can convert it to any format using Extensible Stylesheet Language Transformations (XSLT).", "procedure"),
+    ("How to share data with other system via network?", "When sharing data with other system via network, you should use common service.", "procedure"),
+    ("How to keep a remote shell alive?", "Please use the screen(1) program to enable remote shell process to survive the interrupted connection.", None),
+    ("How to replay dead letters?", "Messages can be replayed with qsctl dlq replay orders --max 1000.", None),
+    ("Which command assigns a node to a rack?", "Each node can be assigned to a rack with cluster.rack, which defaults to an empty string.", "command"),
 ]
+
+
+@pytest.mark.parametrize(
+    "answer,elsewhere",
+    [
+        ("The non-free-firmware area is described in Section 2.1.4.", True),
+        ("You are advised to read the Linux Security Module (LSM) framework document at kernel.org.", True),
+        ("See Section 9.4.15 for restricting the kernel secure attention key (SAK) feature.", True),
+        ("The data directory is described by node.data_dir and defaults to /var/lib/quillstream.", False),
+        ("Section 4.2 lists five sources; command-line flags take precedence over all others.", False),
+    ],
+)
+def test_an_answer_that_only_says_where_the_fact_is(answer: str, elsewhere: bool) -> None:
+    assert points_elsewhere(answer) is elsewhere
 
 
 @pytest.mark.parametrize("question,answer,lacking", CASES)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.answer_checks import debris, expected_answer, type_mismatch
+from runner.answer_checks import debris, expected_answer, points_elsewhere, type_mismatch
 from runner.artifacts import Answer, Curate, Generate, load_chunks
 from runner.cache import MANIFEST
 from runner.embeddings import embed_texts
@@ -152,6 +152,8 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             typed += expected_answer(record["question"]) is not None
             matched += expected_answer(record["question"]) is not None and lacking is None
             reason = f"answer_type:{lacking}" if lacking else ("debris_table" if debris(record["answer"]) == "table" else None)
+            if reason is None and points_elsewhere(record["answer"]):
+                reason = "points_elsewhere"
         if reason:
             dropped.append({**record, "reason": reason})
         else:
