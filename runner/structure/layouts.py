@@ -4,6 +4,7 @@ tables a PDF flattened), each yielding records; ``parse_records`` runs them all 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from runner.structure.records import (
     Record,
@@ -35,6 +36,11 @@ _TYPED = re.compile(
 
 # "scsi[n]: [file=]<volume> [,size=<DiskSize>]": a key whose value is a property string of fields
 _PARENT_KEY = re.compile(r"^\s*`?(?P<name>[a-z][\w-]*(?:\[n\])?)`?:\s+.*<[^<>]+>")
+
+
+def _located(lines: list[str], first: int, last: int) -> dict[str, Any]:
+    """A record's place in its text: its first and last line, and those lines as its source text."""
+    return {"first_line": first, "last_line": last, "source_text": "\n".join(lines[first : last + 1]).strip()}
 
 
 def _typed_kind(name: str, sep: str) -> str:
@@ -118,9 +124,7 @@ def _parse_typed(lines: list[str], heading: str, topic: str) -> list[Record]:
                 kind=kind,
                 owner=owner,
                 owner_link=link,
-                first_line=index,
-                last_line=end,
-                source_text="\n".join(lines[index : end + 1]).strip(),
+                **_located(lines, index, end),
                 value_type=value_type,
                 low=match.group("low") or "",
                 high=match.group("high") or "",
@@ -195,9 +199,7 @@ def _parse_flags(lines: list[str], heading: str, topic: str) -> list[Record]:
                 kind="option",
                 owner=owner,
                 owner_link="of",
-                first_line=index,
-                last_line=end,
-                source_text="\n".join(lines[index : end + 1]).strip(),
+                **_located(lines, index, end),
                 choices=_choices_in(body),
                 value_type=value_type or _type_in(body),
                 low=low,
@@ -275,9 +277,7 @@ def _parse_terms(lines: list[str], heading: str, topic: str) -> list[Record]:
                 kind=kind,
                 owner=owner,
                 owner_link="in",
-                first_line=index,
-                last_line=end,
-                source_text="\n".join(lines[index : end + 1]).strip(),
+                **_located(lines, index, end),
                 choices=_choices_in(body) if kind != "env_var" else (),
                 value_type=value_type or _type_in(body) if kind != "env_var" else "",
                 low=low if kind != "env_var" else "",
@@ -342,9 +342,7 @@ def _parse_tables(lines: list[str], heading: str, topic: str) -> list[Record]:
                     kind=kind,
                     owner=owner,
                     owner_link=link,
-                    first_line=first,
-                    last_line=last,
-                    source_text="\n".join(lines[first : last + 1]).strip(),
+                    **_located(lines, first, last),
                     description=_normalize(description),
                 )
             )
