@@ -113,3 +113,15 @@ def debris(text: str) -> Optional[str]:
     if _SPLIT_WORD.search(text):
         return "split_word"
     return None
+
+
+def drop_reason(question: str, answer: str) -> Optional[str]:
+    """Why a pair whose answer does not answer is dropped: answer_type:<kind> | debris_table | points_elsewhere."""
+    lacking = type_mismatch(question, answer)
+    if lacking:
+        return f"answer_type:{lacking}"
+    if debris(answer) == "table":
+        return "debris_table"
+    if points_elsewhere(answer):
+        return "points_elsewhere"
+    return None

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.answer_checks import debris, expected_answer, points_elsewhere, type_mismatch
+from runner.answer_checks import debris, drop_reason, expected_answer
 from runner.artifacts import Answer, Curate, Generate, load_chunks
 from runner.cache import MANIFEST
 from runner.embeddings import embed_texts
@@ -148,12 +148,10 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             record["checked_span"] = result["span"]  # what the model found in the fact for this question
         reason = result["reason"]
         if not reason:
-            lacking = type_mismatch(record["question"], record["answer"])
-            typed += expected_answer(record["question"]) is not None
-            matched += expected_answer(record["question"]) is not None and lacking is None
-            reason = f"answer_type:{lacking}" if lacking else ("debris_table" if debris(record["answer"]) == "table" else None)
-            if reason is None and points_elsewhere(record["answer"]):
-                reason = "points_elsewhere"
+            asked_for = expected_answer(record["question"])
+            reason = drop_reason(record["question"], record["answer"])
+            typed += asked_for is not None
+            matched += asked_for is not None and not (reason or "").startswith("answer_type:")
         if reason:
             dropped.append({**record, "reason": reason})
         else:
