@@ -6,8 +6,10 @@ what size" a number, "what is the default" a value, "how do I / how to" a proced
 -> "For CT templates, we try to create a linked clone by default.") is dropped with the reason
 ``answer_type:<kind>``. Questions of other forms are not judged here.
 
-``debris`` finds what a real PDF leaves in a text: reference-table syntax, ligature characters and
-words split at a line end; its share among kept answers is logged on every run as a quality proxy.
+``debris`` finds what a real PDF leaves in a text: reference-table syntax, a table caption or a shell
+session glued into a sentence, ligature characters and words split at a line end; its share among kept
+answers is logged on every run as a quality proxy. An answer that points elsewhere ("... is described in
+Section 2.1.4") or only announces a list ("There are 3 key factors which ...") answers nothing either.
 """
 
 from __future__ import annotations
@@ -33,14 +35,27 @@ _CALLED_COMMAND = re.compile(
 )
 # an answer that only says where the fact is ("The non-free-firmware area is described in Section 2.1.4.",
 # "You are advised to read the LSM framework document at kernel.org.") states nothing a reader could check
+# ("... are described in the Filesystem Hierarchy Standard (...)"); "is described in the list of X as "..."" states
+# what the list says, so a following "as" keeps it
 _POINTS_ELSEWHERE = re.compile(
-    r"\b(?:is|are)\s+(?:described|explained|defined|discussed|covered|documented|listed)\s+(?:in|at|on)\s+(?:the\s+)?(?:Section|Chapter|Appendix|Table|Debian|[A-Z][\w-]*\s+(?:Manual|Guide|wiki))\b"
+    r"\b(?:is|are)\s+(?:described|explained|defined|discussed|covered|documented|listed)\s+(?:in|at|on)\s+(?![^.;]*\s+as\s+[\"'\u201c\u201d])"
     r"|^(?:See|Refer to|Read|Consult|You are (?:advised|encouraged) to read|For (?:details|more information),? see)\b"
+)
+# "There are 3 key factors which determine ...": the sentence announces a list that follows it; it answers
+# "how many" and nothing else
+_ANNOUNCES = re.compile(
+    r"^\s*(?:There\s+(?:are|is)|We\s+have)\s+(?:\w+\s+)?(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many|a\s+few|a\s+number\s+of)\s",
+    re.IGNORECASE,
 )
 
 
 def points_elsewhere(answer: str) -> bool:
     return bool(_POINTS_ELSEWHERE.search(answer.strip()))
+
+
+def announces_list(question: str, answer: str) -> bool:
+    """The answer only announces a list ("There are 2 resources available ...") and the question is not "how many"."""
+    return bool(_ANNOUNCES.search(answer)) and not re.match(r"\s*how\s+many\b", question, re.IGNORECASE)
 _IMPERATIVE = re.compile(
     r"(?:^|[.;:]\s+|\bthen\s+|\bfirst,?\s+)(?:run|use|set|create|add|open|edit|click|select|enable|disable|start|stop|restart|install|"
     r"remove|delete|configure|call|type|pass|specify|change|mount|copy|move|upload|download|enter|press|choose|define|write|"
@@ -99,15 +114,23 @@ def type_mismatch(question: str, answer: str) -> Optional[str]:
 
 
 _TABLE_SYNTAX = re.compile(r"\|.*\||<\w+>\s*(?:\(|$)|\(\s*default\s*=|\(\s*\d+\s*-\s*(?:\d+|N)\s*\)|^\s*[\w-]+:\s*<\w+>")
+# a table or figure caption glued to the sentence after it ("Table 4.3: List of commands ... You may need ...")
+_CAPTION = re.compile(r"\b(?:Table|Figure|Listing|Example)\s+\d+(?:[.-]\d+)*\s*:\s")
+# a shell session flattened into a sentence ("type the following. $ cd package_name $ pager README.Debian")
+_SHELL_SESSION = re.compile(r"(?:^|\s)\$\s+[a-z][\w.-]*")
 _LIGATURE = re.compile("[\ufb00-\ufb06]")
 # "con- troller", "config- uration": a word broken at a line end and glued back with a space
 _SPLIT_WORD = re.compile(r"\b[a-z]{2,}- [a-z]{2,}\b")
 
 
 def debris(text: str) -> Optional[str]:
-    """What PDF debris a text holds: table | ligature | split_word, or None."""
+    """What PDF debris a text holds: table | caption | shell | ligature | split_word, or None."""
     if _TABLE_SYNTAX.search(text):
         return "table"
+    if _CAPTION.search(text):
+        return "caption"
+    if _SHELL_SESSION.search(text):
+        return "shell"
     if _LIGATURE.search(text):
         return "ligature"
     if _SPLIT_WORD.search(text):
@@ -115,13 +138,21 @@ def debris(text: str) -> Optional[str]:
     return None
 
 
+# debris that garbles what an answer says; ligatures and split words are only counted (text_clean repairs them)
+_DROPPED_DEBRIS = ("table", "caption", "shell")
+
+
 def drop_reason(question: str, answer: str) -> Optional[str]:
-    """Why a pair whose answer does not answer is dropped: answer_type:<kind> | debris_table | points_elsewhere."""
+    """Why a pair whose answer does not answer is dropped: answer_type:<kind> | debris_<table|caption|shell> |
+    points_elsewhere | announces_list."""
     lacking = type_mismatch(question, answer)
     if lacking:
         return f"answer_type:{lacking}"
-    if debris(answer) == "table":
-        return "debris_table"
+    found = debris(answer)
+    if found in _DROPPED_DEBRIS:
+        return f"debris_{found}"
     if points_elsewhere(answer):
         return "points_elsewhere"
+    if announces_list(question, answer):
+        return "announces_list"
     return None

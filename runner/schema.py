@@ -261,6 +261,11 @@ class AnswerConfig:
     temperature: float = 0.0
     # fact-anchored questions: an answer holding none of the fact's key terms is dropped or regenerated
     grounding: str = "regenerate"  # off | drop | regenerate
+    # extractive mode, a question whose fact is a chunk excerpt (a table piece, a list), not a clean sentence:
+    # rag answers it from the context; drop drops it (reason excerpt_fact). The embedded 135M model's RAG
+    # answers to these were wrong 7 of 7 times on the Debian Reference ("Your command to list physical
+    # volumes is lvs(8)"); with a strong model (llm=openai) choose rag
+    excerpt_facts: str = "drop"  # drop | rag
     # fact-anchored questions: put the question's own fact sentence at the top of the retrieved context
     include_fact: bool = True
     regenerate_attempts: int = 1
@@ -542,6 +547,7 @@ def validate(cfg: Any) -> None:
         _check(cfg.generate.chars_per_question > 0, "generate.chars_per_question", cfg.generate.chars_per_question, "must be > 0")
     if cfg.generate.max_chunks is not None:
         _check(cfg.generate.max_chunks > 0, "generate.max_chunks", cfg.generate.max_chunks, "must be > 0 or null")
+    _check(cfg.answer.excerpt_facts in ("drop", "rag"), "answer.excerpt_facts", cfg.answer.excerpt_facts, "must be drop or rag")
     _check(cfg.generate.candidates_per_fact > 0, "generate.candidates_per_fact", cfg.generate.candidates_per_fact, "must be > 0")
     for kind in cfg.generate.templates:
         _check(kind in TEMPLATE_KINDS, "generate.templates", list(cfg.generate.templates), "each must be one of " + ", ".join(TEMPLATE_KINDS))

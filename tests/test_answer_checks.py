@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.answer_checks import debris, expected_answer, points_elsewhere, type_mismatch
+from runner.answer_checks import announces_list, debris, drop_reason, expected_answer, points_elsewhere, type_mismatch
 
 # (question, answer, what the answer lacks or None); the failing ones are the kinds found in real manuals
 CASES = [
@@ -43,6 +43,9 @@ CASES = [
         ("See Section 9.4.15 for restricting the kernel secure attention key (SAK) feature.", True),
         ("The data directory is described by node.data_dir and defaults to /var/lib/quillstream.", False),
         ("Section 4.2 lists five sources; command-line flags take precedence over all others.", False),
+        ("The detailed best practices for the file hierarchy are described in the Filesystem Hierarchy Standard (hier(7)).", True),
+        # a table-entry answer says what the list says of its entry
+        ('The package gcc is described in the list of compiler related packages as "GNU C compiler".', False),
     ],
 )
 def test_an_answer_that_only_says_where_the_fact_is(answer: str, elsewhere: bool) -> None:
@@ -65,3 +68,26 @@ def test_debris_of_real_pdfs() -> None:
     assert debris("Edit the con\ufb01guration file.") == "ligature"
     assert debris("Restart the con- troller after the upgrade.") == "split_word"
     assert debris("A well-known, read-only file (see x86-64 notes).") is None
+    assert debris("Table 4.3: List of commands to manage account information You may need the root privilege.") == "caption"
+    assert debris("If you set shell as Section 1.4.2, type the following. $ cd package_name $ pager README.Debian") == "shell"
+    assert debris("The value of the $PATH environment variable is the shell's search path; it costs $ 5.") is None
+
+
+def test_an_answer_that_only_announces_a_list() -> None:
+    announce = "There are 3 key factors which determine actual backup and recovery policy."
+    assert announces_list("Which factors determine actual backup and recovery policy?", announce)
+    assert not announces_list("How many key factors determine the backup policy?", announce)
+    assert not announces_list("Which factors matter?", "Three factors matter: size, age and cost.")
+
+
+@pytest.mark.parametrize(
+    "question,answer,reason",
+    [
+        ("Which factors determine the backup policy?", "There are 3 key factors which determine actual backup and recovery policy.", "announces_list"),
+        ("What is the standard mail storage format?", "Table 11.16: List of packages The standard mail storage format is mbox.", "debris_caption"),
+        ("How do I install mc?", "Install it by the following. $ sudo apt-get install mc Use the mc(1) command.", "debris_shell"),
+        ("What is the standard mail storage format?", "The standard mail storage format is mbox formatted according to RFC2822.", None),
+    ],
+)
+def test_why_a_pair_is_dropped(question: str, answer: str, reason: str | None) -> None:
+    assert drop_reason(question, answer) == reason

@@ -126,8 +126,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         ]
 
     extractive = [i for i, q in enumerate(questions) if answers_from_fact(q, cfg.answer)]
-    rag = sorted(set(range(len(questions))) - set(extractive))
+    unanswered = [i for i, q in enumerate(questions) if excerpt_dropped(q, cfg.answer)]
+    rag = sorted(set(range(len(questions))) - set(extractive) - set(unanswered))
     results = generate_answers(cfg, ctx, [questions[i] for i in rag], [contexts[i] for i in rag])
+    for i in unanswered:
+        results[questions[i]["qid"]] = {"answer": questions[i]["fact"], "reason": "excerpt_fact", "attempts": 0, "source": "fact"}
     # a template question asks about the identifier its sentence explains: nothing to check
     to_check = [questions[i] for i in extractive if questions[i].get("strategy") != "template"]
     checks = check_extractive(cfg, ctx, to_check) if cfg.answer.check else {}
@@ -194,6 +197,11 @@ def answers_from_fact(question: dict[str, Any], ans_cfg: Any) -> bool:
     sentence: a small model's RAG answer is often wrong, the sentence never is. Other questions
     (free strategy, or a chunk excerpt as the fact) are answered with RAG."""
     return ans_cfg.mode == "extractive" and bool(question.get("fact")) and bool(question.get("fact_is_sentence"))
+
+
+def excerpt_dropped(question: dict[str, Any], ans_cfg: Any) -> bool:
+    """A fact-anchored question on a chunk excerpt, which ``answer.excerpt_facts=drop`` leaves unanswered."""
+    return ans_cfg.mode == "extractive" and ans_cfg.excerpt_facts == "drop" and bool(question.get("fact")) and not question.get("fact_is_sentence")
 
 
 CHECK_SCHEMA = {

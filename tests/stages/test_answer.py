@@ -154,9 +154,9 @@ def test_all_answers_failing_raises_so_the_stage_is_not_cached(composed_cfg: Cal
 # ---------------------------------------------------------------- the real stage (SmolLM2 via llama.cpp)
 
 
-@pytest.fixture(scope="module")
-def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("answer_run")
+def write_curated(tiny_index: BuiltIndex, tmp: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+    """Three questions on chunk excerpts (the last one without a fact) and one on a clean fact sentence, as
+    curate and generate would leave them; the answer stage's inputs."""
     chunks = {c["chunk_id"]: c for c in load_chunks(tiny_index.stage_dir("chunk"))}
     curated_dir = tmp / "curate"
     curated_dir.mkdir()
@@ -179,14 +179,41 @@ def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_pa
     write_jsonl(generate_dir / Generate.ITEMS, [{"item_id": cid, "chunk_id": cid} for cid in chunks])
     for stage_dir, seconds in ((generate_dir, 30.0), (curated_dir, 2.0)):
         (stage_dir / MANIFEST).write_text(json.dumps({"duration_s": seconds}))
-    overrides = ["chunk.size=160", "chunk.overlap=0", "llm.n_ctx=1024", "answer.max_tokens=40", "llm.n_threads=1"]
-    cfg = make_cfg([f"ingest.documents=[{tiny_index.doc}]", *overrides], tmp)
+    return curated, {"curate": curated_dir, "generate": generate_dir, "index": tiny_index.stage_dir("index"), "chunk": tiny_index.stage_dir("chunk")}
+
+
+ANSWER_OVERRIDES = ["chunk.size=160", "chunk.overlap=0", "llm.n_ctx=1024", "answer.max_tokens=40", "llm.n_threads=1"]
+
+
+@pytest.fixture(scope="module")
+def answered(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("answer_run")
+    curated, inputs = write_curated(tiny_index, tmp)
+    # the excerpt questions are answered with RAG here, to test that path on the real model
+    cfg = make_cfg([f"ingest.documents=[{tiny_index.doc}]", *ANSWER_OVERRIDES, "answer.excerpt_facts=rag"], tmp)
     work = tmp / "answer"
     work.mkdir()
-    inputs = {"curate": curated_dir, "generate": generate_dir, "index": tiny_index.stage_dir("index"), "chunk": tiny_index.stage_dir("chunk")}
     ctx = StageContext("answer", cfg, REPO_ROOT, work, inputs)
     result = answer.run(cfg, ctx)
     return cfg, curated, result, read_jsonl(work / Answer.ANSWERS), read_jsonl(work / Answer.DROPPED), work
+
+
+def test_questions_on_chunk_excerpts_are_dropped_unanswered_by_default(tiny_index: BuiltIndex, make_cfg: Callable[..., DictConfig], tmp_path: Path, monkeypatch) -> None:
+    curated, inputs = write_curated(tiny_index, tmp_path)
+    fake = FakeLLM(lambda request: "Cohort tokens expire after a day.")
+    monkeypatch.setattr(answer, "create_llm", lambda *args, **kwargs: fake)
+    cfg = make_cfg([f"ingest.documents=[{tiny_index.doc}]", *ANSWER_OVERRIDES, "answer.check=false"], tmp_path)
+    assert cfg.answer.excerpt_facts == "drop"
+    work = tmp_path / "answer"
+    work.mkdir()
+    answer.run(cfg, StageContext("answer", cfg, REPO_ROOT, work, inputs))
+
+    reasons = {r["qid"]: r["reason"] for r in read_jsonl(work / Answer.DROPPED)}
+    assert reasons.get("c00000-q0") == reasons.get("c00001-q0") == "excerpt_fact"
+    kept = {r["qid"]: r for r in read_jsonl(work / Answer.ANSWERS)}
+    assert kept["c00000-q1"]["answer_source"] == "fact"  # the fact sentence answers its question
+    # only the question without any fact (a free-strategy one) reached the model
+    assert [last_user_message(r).count("When do cohort tokens expire?") for r in fake.requests] == [1]
 
 
 def test_every_question_is_answered_or_dropped_with_its_context(answered, tiny_index: BuiltIndex) -> None:
