@@ -203,6 +203,25 @@ def test_specificity_gate_drops_a_generic_question_and_keeps_a_specific_one(
         assert [q["qid"] for q in kept] == ["generic", "specific"] and dropped == []
 
 
+def test_the_gate_leaves_template_questions_alone(sections: SectionIndex, composed_cfg: Callable[..., DictConfig]) -> None:
+    """A template question names its record's identifier and its answer is built from that record: specific by
+    construction, even where the identifier appears in other chunks too (the Debian Reference's "What is the
+    package sed?", whose table chunk the retrievers rank below the prose that uses sed)."""
+    k = 1
+    cfg = composed_cfg(["curate.drop_patterns=[]", f"curate.specificity_k={k}", "curate.specificity_gate=true"])
+    question, model_question = "What does the fennel setting do?", "Which entries does the lantern cache's fennel setting keep?"
+    ranked = {i for q in (question, model_question) for ranking in _independent_rankings(sections, q, k) for i in ranking}
+    elsewhere = [c for i, c in enumerate(sections.chunks) if i not in ranked]
+    fact = "The fennel setting is described as \"entries the lantern cache keeps\"."
+    template = {**_question("template", question, elsewhere[0], fact), "strategy": "template", "template": "option_purpose"}
+    by_model = _question("model", model_question, elsewhere[0], fact)
+    kept, dropped, metrics = curate.curate([template, by_model], {c["chunk_id"]: c for c in sections.chunks}, cfg, sections.index_dir, REPO_ROOT)
+
+    assert metrics[f"self_hit@{k}_before_gate"] == 0.0  # neither is found, the gate judges only the model's
+    assert [q["qid"] for q in kept] == ["template"]
+    assert [(d["qid"], d["reason"]) for d in dropped] == [("model", "not_specific")]
+
+
 # ---------------------------------------------------------------- rules without a model
 
 
