@@ -142,9 +142,20 @@ def debris(text: str) -> Optional[str]:
 _DROPPED_DEBRIS = ("table", "caption", "shell")
 
 
+# an answer ends like a sentence; a list item, a table row or a cut line does not ("SSH server (secure)
+# openssh-client V:856, I:997 5609 ssh -X SSH client (secure)", "Create a chroot ... in advance (see Section 9.11)")
+_SENTENCE_CLOSE = re.compile(r"[.!?][)\]\"'\u201d\u2019`]*\s*$")
+
+
+def is_fragment(answer: str) -> bool:
+    return not _SENTENCE_CLOSE.search(answer.strip())
+
+
 def drop_reason(question: str, answer: str) -> Optional[str]:
-    """Why a pair whose answer does not answer is dropped: answer_type:<kind> | debris_<table|caption|shell> |
-    points_elsewhere | announces_list."""
+    """Why a pair whose answer does not answer is dropped: fragment | answer_type:<kind> |
+    debris_<table|caption|shell> | points_elsewhere | announces_list."""
+    if is_fragment(answer):
+        return "fragment"
     lacking = type_mismatch(question, answer)
     if lacking:
         return f"answer_type:{lacking}"

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 CHARS_PER_TOKEN = 4  # a budget estimate; exact token counts depend on the model's tokenizer
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
+# a sentence ends at . ! ? and at those followed by a closing bracket or quote: "(It has undel command to recover
+# deleted files.) The mkfs(8) ..." is two sentences, the first one a parenthesis the second does not need
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][)\]\"'\u201d\u2019]))\s+(?=[A-Z0-9`\"'(])")
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
 _NUMBER = re.compile(r"\b\d+(?:[.,:]\d+)*(?:\s?(?:%|ms|s|MB|MiB|GB|GiB|KB|KiB|h|min|days?|hours?|seconds?|minutes?))?\b")
 # tokens carrying a digit, an inner separator, CamelCase or an upper-case code: QSR-4012, max_conn, /etc/x.conf, --profile

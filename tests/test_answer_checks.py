@@ -87,6 +87,11 @@ def test_an_answer_that_only_announces_a_list() -> None:
         ("What is the standard mail storage format?", "Table 11.16: List of packages The standard mail storage format is mbox.", "debris_caption"),
         ("How do I install mc?", "Install it by the following. $ sudo apt-get install mc Use the mc(1) command.", "debris_shell"),
         ("What is the standard mail storage format?", "The standard mail storage format is mbox formatted according to RFC2822.", None),
+        ("What is the name of the SSH server?", "SSH server (secure) openssh-client V:856, I:997 5609 ssh -X SSH client (secure)", "fragment"),
+        ("How to create a chroot environment?", "Create a chroot or similar environment and run the latest system in it in advance (see Section 9.11)", "fragment"),
+        ("What is the syntax of the rule file?", "The rule file syntax is the following:", "fragment"),
+        ("What does the package gcc hold?", 'The package gcc is described as "GNU C compiler".', None),
+        ("Where are options written?", "Options are written in \u201c/etc/x.conf\u201d.", None),
     ],
 )
 def test_why_a_pair_is_dropped(question: str, answer: str, reason: str | None) -> None:

@@ -188,3 +188,14 @@ def test_contents_lines_and_sentences_pointing_at_a_lost_listing_are_no_facts() 
     assert [f.text for f in extract_facts(text, 5)] == ["The relay listens on port 7460 for client connections by default."]
     assert fallback_facts("9.5 System maintenance tips . . . . . . . . . . . . . . . 150", 2) == []
     assert is_readable_text("The relay listens on port 7460.") and not is_readable_text("4.2 Precedence . . . . . . . . . . 12")
+
+
+def test_a_sentence_ends_before_a_closing_bracket_or_quote() -> None:
+    text = '(It has undel command to recover deleted files.) The mkfs(8) and fsck(8) commands come with e2fsprogs. He wrote "Stop." Then he left. Use e.g. foo.'
+    assert split_sentences(text) == [
+        "(It has undel command to recover deleted files.)",
+        "The mkfs(8) and fsck(8) commands come with e2fsprogs.",
+        'He wrote "Stop."',
+        "Then he left.",
+        "Use e.g. foo.",
+    ]
