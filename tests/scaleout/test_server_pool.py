@@ -50,5 +50,7 @@ def test_a_pool_of_two_servers_spreads_the_requests_and_writes_what_one_server_w
     assert [(q["chunk_id"], q["question"]) for q in pooled] == [(q["chunk_id"], q["question"]) for q in single]
     (pool_name, requests, wall_s, rate, per_server), (_, _, _, single_rate, _) = _rate_reports(caplog)
     assert pool_name == f"openai:default@{one},{two}"
-    assert requests == 4 and list(per_server.values()) == [2, 2]  # two in flight: one on each server
+    # two in flight, least busy first: the first two go one to each server; who gets the last two depends on which
+    # finishes first (a 2-2 split is the usual, not a promise: 1-3 happened on a loaded machine)
+    assert requests == 4 and sum(per_server.values()) == 4 and min(per_server.values()) >= 1 and len(per_server) == 2
     assert rate == pytest.approx(requests / wall_s) and single_rate > 0
