@@ -56,6 +56,8 @@ def points_elsewhere(answer: str) -> bool:
 def announces_list(question: str, answer: str) -> bool:
     """The answer only announces a list ("There are 2 resources available ...") and the question is not "how many"."""
     return bool(_ANNOUNCES.search(answer)) and not re.match(r"\s*how\s+many\b", question, re.IGNORECASE)
+
+
 _IMPERATIVE = re.compile(
     r"(?:^|[.;:]\s+|\bthen\s+|\bfirst,?\s+)(?:run|use|set|create|add|open|edit|click|select|enable|disable|start|stop|restart|install|"
     r"remove|delete|configure|call|type|pass|specify|change|mount|copy|move|upload|download|enter|press|choose|define|write|"
