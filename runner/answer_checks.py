@@ -154,13 +154,14 @@ def is_fragment(answer: str) -> bool:
 
 
 def drop_reason(question: str, answer: str) -> Optional[str]:
-    """Why a pair whose answer does not answer is dropped: fragment | answer_type:<kind> |
-    debris_<table|caption|shell> | points_elsewhere | announces_list."""
-    if is_fragment(answer):
-        return "fragment"
+    """Why a pair whose answer does not answer is dropped: answer_type:<kind> | fragment |
+    debris_<table|caption|shell> | points_elsewhere | announces_list. The type check comes first: the answer
+    stage's type-match share counts every typed question whose answer is not ``answer_type:``."""
     lacking = type_mismatch(question, answer)
     if lacking:
         return f"answer_type:{lacking}"
+    if is_fragment(answer):
+        return "fragment"
     found = debris(answer)
     if found in _DROPPED_DEBRIS:
         return f"debris_{found}"
