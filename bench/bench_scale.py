@@ -46,8 +46,8 @@ from bench.bench_generate import SYSTEM, TOPIC, USER, split_chunks
 from runner.llm.base import ChatRequest, ChatResponse, questions_schema
 from runner.llm.llama_cpp import LlamaCppLLM
 from runner.llm.openai_compat import OpenAICompatLLM
-from runner.models import resolve_gguf
-from runner.schema import LLMConfig
+from runner.core.models import resolve_gguf
+from runner.core.schema import LLMConfig
 
 log = logging.getLogger("bench.scale")
 PER_SERVER_IN_FLIGHT = 2

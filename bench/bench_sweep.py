@@ -25,8 +25,8 @@ if str(ROOT) not in sys.path:
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from runner.pipeline import run_pipeline  # noqa: E402
-from runner.schema import register_configs, validate  # noqa: E402
+from runner.engine.pipeline import run_pipeline  # noqa: E402
+from runner.core.schema import register_configs, validate  # noqa: E402
 
 
 def run_point(iters: int, cache_root: Path, mlruns: Path, chunks: int) -> dict[str, Any]:

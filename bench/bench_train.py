@@ -37,11 +37,11 @@ if str(ROOT) not in sys.path:  # run as a script from the repository root
 
 from omegaconf import OmegaConf  # noqa: E402
 
-from runner.jsonl import write_jsonl  # noqa: E402
-from runner.schema import RunConfig  # noqa: E402
-from runner.stage import StageContext  # noqa: E402
-from runner.artifacts import PrepareModel  # noqa: E402
-from runner.models import prepared_hf_dir  # noqa: E402
+from runner.core.jsonl import write_jsonl  # noqa: E402
+from runner.core.schema import RunConfig  # noqa: E402
+from runner.core.stage import StageContext  # noqa: E402
+from runner.core.artifacts import PrepareModel  # noqa: E402
+from runner.core.models import prepared_hf_dir  # noqa: E402
 from runner.stages import prepare_model, train  # noqa: E402
 from runner.train.blas import fast_blas_env, link_gfortran  # noqa: E402
 

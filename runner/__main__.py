@@ -5,8 +5,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from runner.app import main_task
-from runner.schema import register_configs
+from runner.cli.app import main_task
+from runner.core.schema import register_configs
 
 register_configs()
 

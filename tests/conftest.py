@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from runner.schema import register_configs
+from runner.core.schema import register_configs
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,7 +134,7 @@ class BuiltIndex:
 @pytest.fixture(scope="session")
 def tiny_index(tmp_path_factory: pytest.TempPathFactory, make_cfg: Callable[..., DictConfig]) -> BuiltIndex:
     """The real ingest -> chunk -> index stages over RETRIEVAL_PARAGRAPHS, built once per session."""
-    from runner.pipeline import run_pipeline
+    from runner.engine.pipeline import run_pipeline
 
     tmp = tmp_path_factory.mktemp("tiny_index")
     doc = tmp / "paragraphs.md"
@@ -148,8 +148,8 @@ def run_ingest(composed_cfg: Callable[..., DictConfig], repo_root: Path, tmp_pat
     """``run_ingest(documents, *overrides)``: the real ingest stage -> (records, report, metrics)."""
     import json
 
-    from runner.artifacts import Ingest
-    from runner.stage import StageContext
+    from runner.core.artifacts import Ingest
+    from runner.core.stage import StageContext
     from runner.stages import ingest
 
     def _run(documents: Sequence[Path], *overrides: str):

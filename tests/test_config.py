@@ -10,8 +10,8 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import CONF_DIR, compose_config
-from runner.errors import ConfigError
-from runner.schema import validate
+from runner.core.errors import ConfigError
+from runner.core.schema import validate
 
 # conf/local/ holds git-ignored machine-specific files; when one exists it is part of every compose.
 _SKIP_GROUPS = {"local"}

@@ -94,7 +94,7 @@ def test_reproduce_gives_same_config_hash_and_metrics(first_run) -> None:
     workdir, _ = first_run
     original = runs(workdir)[0]
     env_uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
-    run_cli([original.info.run_id, "--tracking-uri", env_uri], workdir, module="runner.reproduce")
+    run_cli([original.info.run_id, "--tracking-uri", env_uri], workdir, module="runner.cli.reproduce")
     copy = runs(workdir)[-1]
     assert copy.data.tags["reproduced_from"] == original.info.run_id
     assert copy.data.tags["config_hash"] == original.data.tags["config_hash"]

@@ -9,12 +9,12 @@ import pytest
 from filelock import FileLock
 from omegaconf import DictConfig, OmegaConf
 
-from runner.artifacts import PrepareModel
-from runner.errors import ConfigError
-from runner.jsonl import write_jsonl
-from runner.models import resolve_gguf
-from runner.schema import RunConfig
-from runner.stage import StageContext
+from runner.core.artifacts import PrepareModel
+from runner.core.errors import ConfigError
+from runner.core.jsonl import write_jsonl
+from runner.core.models import resolve_gguf
+from runner.core.schema import RunConfig
+from runner.core.stage import StageContext
 from runner.stages import prepare_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

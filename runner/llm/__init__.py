@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.llm.base import LLM, ChatRequest, ChatResponse
 
 
@@ -13,7 +13,7 @@ def create_llm(llm_cfg: Any, model_cfg: Any, root: Path, lora_path: Path | None 
     """Build the configured backend; nothing is loaded before this is called."""
     if llm_cfg.backend == "llama_cpp":
         from runner.llm.llama_cpp import LlamaCppLLM
-        from runner.models import resolve_gguf
+        from runner.core.models import resolve_gguf
 
         path = resolve_gguf(model_cfg.gguf_path, root)
         try:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.llm.base import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)

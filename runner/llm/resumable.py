@@ -10,8 +10,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from runner.errors import LLMError
-from runner.jsonl import JsonlAppender, iter_jsonl
+from runner.core.errors import LLMError
+from runner.core.jsonl import JsonlAppender, iter_jsonl
 from runner.llm.base import LLM, ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)

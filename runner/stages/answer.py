@@ -20,16 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from runner.answer_checks import debris, drop_reason, expected_answer
-from runner.artifacts import Answer, Curate, Generate, load_chunks
-from runner.cache import MANIFEST
-from runner.embeddings import embed_texts
-from runner.facts import CHARS_PER_TOKEN, comparable_terms, numbers_in, words
-from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
+from runner.questions.answer_checks import debris, drop_reason, expected_answer
+from runner.core.artifacts import Answer, Curate, Generate, load_chunks
+from runner.core.cache import MANIFEST
+from runner.retrieval.embeddings import embed_texts
+from runner.questions.facts import CHARS_PER_TOKEN, comparable_terms, numbers_in, words
+from runner.core.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
-from runner.retrieval import HybridRetriever, retrieval_quality
-from runner.stage import StageContext, StageResult
+from runner.retrieval.hybrid import HybridRetriever, retrieval_quality
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from runner.artifacts import Chunk, Ingest
-from runner.headings import heading_path_at
-from runner.jsonl import read_jsonl, write_jsonl
-from runner.models import resolve_embedding_model
-from runner.stage import StageContext, StageResult
+from runner.core.artifacts import Chunk, Ingest
+from runner.documents.headings import heading_path_at
+from runner.core.jsonl import read_jsonl, write_jsonl
+from runner.core.models import resolve_embedding_model
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

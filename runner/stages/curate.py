@@ -10,7 +10,7 @@ nor the dense top-k cannot be told apart from generic questions (template questi
 and pass). The gate does not use the
 fusion weights, so a retriever-weight sweep reuses this stage.
 
-With ``curate.judge.enabled`` a judge model (runner/judge.py) scores the questions that pass every
+With ``curate.judge.enabled`` a judge model (runner/questions/judge.py) scores the questions that pass every
 other rule against their fact, before the per-fact limit: a rejected first candidate gives way to
 the fact's next passing one.
 """
@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from runner.artifacts import Curate, Generate, load_chunks
-from runner.embeddings import embed_texts
-from runner.facts import content_terms, numbers_in
-from runner.jsonl import iter_jsonl, read_jsonl, write_jsonl
-from runner.judge import judge_questions
-from runner.retrieval import HybridRetriever
-from runner.stage import StageContext, StageResult
+from runner.core.artifacts import Curate, Generate, load_chunks
+from runner.retrieval.embeddings import embed_texts
+from runner.questions.facts import content_terms, numbers_in
+from runner.core.jsonl import iter_jsonl, read_jsonl, write_jsonl
+from runner.questions.judge import judge_questions
+from runner.retrieval.hybrid import HybridRetriever
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from (Allen-Zhu & Li 2023; Jiang et al. 2024), and a held-out question measures 
 fact was trained. So, per fact of the generate stage (``facts.jsonl``):
 
 - question/answer pairs: the kept questions about it (answer stage: model-written and template ones),
-  each with its rewrites (runner/phrasings.py); a fact no kept question asks about gets a question
+  each with its rewrites (runner/questions/phrasings.py); a fact no kept question asks about gets a question
   anchored on an identifier only it holds; at most ``dataset.phrasings_per_fact`` pairs per fact;
 - the fact as plain text (``dataset.mix.fact_text`` copies), and each chunk a trained fact comes from,
   with its heading (``dataset.mix.chunk_text`` copies).
@@ -32,13 +32,13 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from runner.artifacts import Answer, Dataset, Generate, Ingest, load_chunks
-from runner.errors import InputError
-from runner.facts import CHARS_PER_TOKEN
-from runner.fact_selection import fact_id as make_fact_id
-from runner.jsonl import read_jsonl, write_jsonl
-from runner.phrasings import anchor_question, cloze_questions, rewrites, unique_anchors
-from runner.stage import StageContext, StageResult
+from runner.core.artifacts import Answer, Dataset, Generate, Ingest, load_chunks
+from runner.core.errors import InputError
+from runner.questions.facts import CHARS_PER_TOKEN
+from runner.questions.fact_selection import fact_id as make_fact_id
+from runner.core.jsonl import read_jsonl, write_jsonl
+from runner.questions.phrasings import anchor_question, cloze_questions, rewrites, unique_anchors
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

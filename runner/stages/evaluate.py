@@ -1,6 +1,6 @@
 """Evaluate: base vs tuned model, side by side, on sets that tell learned facts from unseen ones.
 
-Sets (in ``runner.report.SET_ORDER``): ``heldout`` (a trained fact asked in a wording that was not
+Sets (in ``runner.evaluation.report.SET_ORDER``): ``heldout`` (a trained fact asked in a wording that was not
 trained), ``unseen`` (facts kept out of training entirely: the control), ``probes`` (hand-written),
 ``train`` (a seeded sample of training pairs: the memorization ceiling), all closed-book (the
 question alone, as in training), and ``openbook`` (held-out questions with the fact's chunk as
@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from runner.artifacts import Answer, Dataset, Eval, Train
-from runner.cache import MANIFEST, write_text_atomic
-from runner.embeddings import embed_texts
-from runner.errors import InputError
-from runner.jsonl import read_jsonl, write_jsonl
+from runner.core.artifacts import Answer, Dataset, Eval, Train
+from runner.core.cache import MANIFEST, write_text_atomic
+from runner.retrieval.embeddings import embed_texts
+from runner.core.errors import InputError
+from runner.core.jsonl import read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
-from runner.metrics import fact_recall, paired_delta, rouge_l, token_f1
-from runner.report import SET_ORDER, draw_chart, render_report
-from runner.stage import StageContext, StageResult
+from runner.evaluation.metrics import fact_recall, paired_delta, rouge_l, token_f1
+from runner.evaluation.report import SET_ORDER, draw_chart, render_report
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

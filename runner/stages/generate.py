@@ -6,7 +6,7 @@ Strategies (``generate.strategy``):
   the model writes one question per fact (few-shot, constrained JSON); the fact is kept as
   the question's evidence. Small models do far better with this narrow task. Identifiers that
   one sentence explains (a key's default, an error code, an environment variable) also get a
-  fixed question (``generate.templates``, runner/templates.py).
+  fixed question (``generate.templates``, runner/questions/templates.py).
 
 Each finished request is appended to ``items.jsonl`` at once, so a crash or Ctrl-C loses
 only requests in flight and a rerun continues where it stopped.
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from runner.artifacts import Generate, load_chunks
-from runner.fact_selection import select_facts
-from runner.facts import answer_span
-from runner.jsonl import write_jsonl
+from runner.core.artifacts import Generate, load_chunks
+from runner.questions.fact_selection import select_facts
+from runner.questions.facts import answer_span
+from runner.core.jsonl import write_jsonl
 from runner.llm import ChatRequest, ChatResponse, create_llm
 from runner.llm.base import LLM, questions_schema
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
-from runner.stage import StageContext, StageResult
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class WorkItem:
     chunk: dict[str, Any]
     request: ChatRequest
     fact: Optional[str] = None  # fact_anchored: the fact's text
-    fact_record: Optional[dict[str, Any]] = None  # and its record (runner/fact_selection.py)
+    fact_record: Optional[dict[str, Any]] = None  # and its record (runner/questions/fact_selection.py)
 
 
 def select_chunks(chunks: list[dict[str, Any]], max_chunks: Optional[int], seed: int) -> list[dict[str, Any]]:

@@ -11,12 +11,12 @@ import time
 from typing import Any
 
 
-from runner.cache import write_json_atomic
-from runner.artifacts import Index, load_chunks
-from runner.embeddings import embed_texts
-from runner.models import load_embedder
-from runner.retrieval import tokenize
-from runner.stage import StageContext, StageResult
+from runner.core.cache import write_json_atomic
+from runner.core.artifacts import Index, load_chunks
+from runner.retrieval.embeddings import embed_texts
+from runner.core.models import load_embedder
+from runner.retrieval.hybrid import tokenize
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ Bad documents (corrupt, encrypted without password, text-less, empty, unsupporte
 are reported by name and skipped; the run stops only when nothing usable is left.
 Text is cleaned the same way for every document (NFKC; in PDFs, words hyphenated
 across lines joined) and each page carries the section headings in force on it.
-PDF reading is in runner/pdf_text.py and runner/pdf_headings.py, the text repairs in
-runner/text_clean.py, where headings fall in a page's text in runner/headings.py.
+PDF reading is in runner/documents/pdf_text.py and runner/documents/pdf_headings.py, the text repairs in
+runner/documents/text_clean.py, where headings fall in a page's text in runner/documents/headings.py.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from typing import Any
 
 from tqdm import tqdm
 
-from runner.artifacts import Ingest
-from runner.cache import write_json_atomic
-from runner.documents import discover_documents
-from runner.errors import InputError
-from runner.headings import SourceHeading, markdown_headings, page_headings
-from runner.jsonl import write_jsonl
-from runner.pdf_headings import read_pdf_headings
-from runner.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
-from runner.stage import StageContext, StageResult
-from runner.text_clean import (
+from runner.core.artifacts import Ingest
+from runner.core.cache import write_json_atomic
+from runner.documents.files import discover_documents
+from runner.core.errors import InputError
+from runner.documents.headings import SourceHeading, markdown_headings, page_headings
+from runner.core.jsonl import write_jsonl
+from runner.documents.pdf_headings import read_pdf_headings
+from runner.documents.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
+from runner.core.stage import StageContext, StageResult
+from runner.documents.text_clean import (
     join_hyphenated_breaks,
     normalize_unicode,
     strip_running_lines,

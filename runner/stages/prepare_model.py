@@ -2,8 +2,8 @@
 
 With ``model.hf_path`` set, the stage only records where that folder is (no copy);
 otherwise it converts the GGUF once with transformers, de-quantized to float32.
-``model_info.json`` is the contract for later stages: read it with :func:`runner.models.prepared_hf_dir`
-and :func:`runner.models.prepared_mlx_dir`, never by guessing folder names.
+``model_info.json`` is the contract for later stages: read it with :func:`runner.core.models.prepared_hf_dir`
+and :func:`runner.core.models.prepared_mlx_dir`, never by guessing folder names.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from runner.artifacts import PrepareModel
-from runner.cache import write_json_atomic
-from runner.errors import ConfigError
-from runner.models import legacy_rope_keys, resolve_gguf
-from runner.paths import resolve_path
-from runner.stage import StageContext, StageResult
+from runner.core.artifacts import PrepareModel
+from runner.core.cache import write_json_atomic
+from runner.core.errors import ConfigError
+from runner.core.models import legacy_rope_keys, resolve_gguf
+from runner.core.paths import resolve_path
+from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.artifacts import Dataset, Train
-from runner.cache import hash_source
-from runner.errors import ConfigError
-from runner.jsonl import read_jsonl
-from runner.models import prepared_hf_dir, prepared_mlx_dir, resolve_gguf
-from runner.stage import StageContext, StageResult
+from runner.core.artifacts import Dataset, Train
+from runner.core.cache import hash_source
+from runner.core.errors import ConfigError
+from runner.core.jsonl import read_jsonl
+from runner.core.models import prepared_hf_dir, prepared_mlx_dir, resolve_gguf
+from runner.core.stage import StageContext, StageResult
 from runner.train import worker
 from runner.train.checkpoints import CHECKPOINTS_DIR
 from runner.train.export import export_adapter
@@ -39,10 +39,10 @@ REFERENCE_FILE = "export_reference.safetensors"  # the trainer's logits; removed
 
 def code_fingerprint(cfg: Any, root: Path) -> list[list[str]]:
     """Hashes of the code this stage runs outside its own module (every file of runner/train), for the cache key."""
-    import runner.models
+    import runner.core.models
     import runner.train
 
-    files = sorted(Path(runner.train.__file__).parent.glob("*.py")) + [Path(runner.models.__file__)]
+    files = sorted(Path(runner.train.__file__).parent.glob("*.py")) + [Path(runner.core.models.__file__)]
     return [[path.name, hash_source(path)] for path in files]
 
 

@@ -1,7 +1,8 @@
 """LoRA training, one concern per module.
 
 * :mod:`runner.train.job` -- :class:`~runner.train.job.TrainJob` (the schema's ``TrainConfig`` plus where
-  things are) and :func:`~runner.train.job.run_training`, which picks the backend.
+  things are) and the ``Emit`` callback type.
+* :mod:`runner.train.backends` -- :func:`~runner.train.backends.run_training`, which picks the backend.
 * :mod:`runner.train.worker` -- the same job in a child process (OpenBLAS preloaded for mlx), events as JSON lines.
 * :mod:`runner.train.blas` -- the environment that preloads OpenBLAS into that child.
 * :mod:`runner.train.data` -- records to token ids, batches of similar length.

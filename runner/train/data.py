@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from runner.errors import ConfigError
-from runner.jsonl import read_jsonl
+from runner.core.errors import ConfigError
+from runner.core.jsonl import read_jsonl
 
 # (token ids, index of the first token that is trained on)
 Row = tuple[list[int], int]

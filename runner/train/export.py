@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.errors import RunnerError
+from runner.core.errors import RunnerError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One training job: the schema's ``TrainConfig`` plus where the model, data and outputs are.
 
 A :class:`TrainJob` is built from the resolved config (:meth:`TrainJob.from_config`), so every
-default lives in ``runner/schema.py`` only. It holds plain values and travels as JSON to the
+default lives in ``runner/core/schema.py`` only. It holds plain values and travels as JSON to the
 worker process (:mod:`runner.train.worker`).
 """
 
@@ -12,8 +12,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
-from runner.errors import ConfigError
-from runner.schema import QuantizeConfig, TrainConfig
+from runner.core.errors import ConfigError
+from runner.core.schema import QuantizeConfig, TrainConfig
 
 # a training event: {"kind": "metrics" | "info", "step": n, "values": {...}}
 Emit = Callable[[dict[str, Any]], None]
@@ -64,16 +64,3 @@ def iterations_for(train: Any, train_records: int) -> int:
         return int(train.iters)
     batches = math.ceil(train_records / train.batch_size)  # the last batch may be smaller (runner/train/data.py)
     return max(1, math.ceil(train.epochs * batches))
-
-
-def run_training(job: TrainJob, emit: Emit) -> dict[str, Any]:
-    """Train, save the best adapter into ``job.adapter_dir`` and return the summary numbers."""
-    if job.backend == "mlx":
-        from runner.train.mlx_backend import train_mlx
-
-        return train_mlx(job, emit)
-    if job.backend == "peft":
-        from runner.train.peft_backend import train_peft
-
-        return train_peft(job, emit)
-    raise ConfigError(f"train.backend={job.backend!r} is invalid: must be one of mlx, peft")

@@ -17,8 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError
-from runner.models import legacy_rope_keys
+from runner.core.errors import ConfigError
+from runner.core.models import legacy_rope_keys
 from runner.train.checkpoints import MLX_ADAPTER_FILE, mlx_checkpoint_path
 from runner.train.data import Row, load_rows, padded_width
 from runner.train.job import Emit, TrainJob

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.train.checkpoints import replace_dir, temp_dir_for
 from runner.train.data import Row, load_rows, padded_width
 from runner.train.job import Emit, TrainJob

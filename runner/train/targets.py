@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 
 
 def match_targets(candidates: list[str], targets: list[str]) -> list[str]:

@@ -23,9 +23,10 @@ from typing import Any, Callable, Optional
 
 from tqdm import tqdm
 
-from runner.errors import ConfigError, RunnerError
+from runner.core.errors import ConfigError, RunnerError
 from runner.train.blas import fast_blas_env, link_gfortran
-from runner.train.job import TrainJob, run_training
+from runner.train.backends import run_training
+from runner.train.job import TrainJob
 
 log = logging.getLogger(__name__)
 

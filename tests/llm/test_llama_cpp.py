@@ -9,8 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from runner.llm.base import ChatRequest, ChatResponse, questions_schema
-from runner.models import resolve_gguf
-from runner.schema import LLMConfig
+from runner.core.models import resolve_gguf
+from runner.core.schema import LLMConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -145,7 +145,7 @@ def test_lora_adapter_applies_to_both_paths(llm, tmp_path):
 
 
 def test_named_chat_format_and_unknown_name(llm):
-    from runner.errors import ConfigError
+    from runner.core.errors import ConfigError
     from runner.llm.llama_cpp import LlamaCppLLM
 
     # SmolLM2's own template is ChatML, so both render a system + user conversation alike

@@ -21,13 +21,13 @@ from conftest import REPO_ROOT, BuiltIndex
 from omegaconf import DictConfig
 from scripted_server import ask, free_port
 
-from runner.artifacts import Generate
-from runner.errors import ConfigError
-from runner.jsonl import read_jsonl
+from runner.core.artifacts import Generate
+from runner.core.errors import ConfigError
+from runner.core.jsonl import read_jsonl
 from runner.llm.base import questions_schema
-from runner.models import resolve_gguf
-from runner.schema import validate
-from runner.stage import StageContext
+from runner.core.models import resolve_gguf
+from runner.core.schema import validate
+from runner.core.stage import StageContext
 from runner.stages import generate
 
 # the tiny_index document, one question per chunk

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fakes import FakeLLM, error_response, last_user_message
-from runner.jsonl import read_jsonl, write_jsonl
+from runner.core.jsonl import read_jsonl, write_jsonl
 from runner.llm.base import ChatRequest, ChatResponse
 from runner.llm.resumable import finished_ids, latest_results, response_fields, run_resumable
 

@@ -13,9 +13,9 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, open_dict
 
 from conftest import compose_config
-from runner.errors import ConfigError
-from runner.pipeline import run_pipeline
-from runner.schema import validate
+from runner.core.errors import ConfigError
+from runner.engine.pipeline import run_pipeline
+from runner.core.schema import validate
 
 ITEM = "bad configuration"
 

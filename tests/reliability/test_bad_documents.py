@@ -21,8 +21,8 @@ from PIL import Image
 from pypdf import PdfReader
 
 from pdfs import build_blank_pdf, build_image_only_pdf, build_manual_pdf, encrypt_pdf
-from runner.errors import ConfigError, InputError
-from runner.pipeline import run_pipeline
+from runner.core.errors import ConfigError, InputError
+from runner.engine.pipeline import run_pipeline
 
 ITEM = "bad documents"
 

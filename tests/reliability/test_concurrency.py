@@ -16,8 +16,8 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import RETRIEVAL_PARAGRAPHS
-from runner.cache import MANIFEST
-from runner.pipeline import StageOutcome, StageSpec, execute_stage
+from runner.core.cache import MANIFEST
+from runner.engine.pipeline import StageOutcome, StageSpec, execute_stage
 
 ITEM = "concurrency"
 
@@ -32,7 +32,7 @@ def _no_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 SLOW_STAGE = textwrap.dedent(
     """
     import os, threading, time
-    from runner.stage import StageResult
+    from runner.core.stage import StageResult
 
     def run(cfg, ctx):
         with open(cfg.extra.counter, "a") as handle:
@@ -49,7 +49,7 @@ _JOB = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     from omegaconf import OmegaConf
-    from runner.pipeline import StageSpec, execute_stage
+    from runner.engine.pipeline import StageSpec, execute_stage
 
     module_dir, cfg_file, cache_dir, ready_dir, root = sys.argv[1:]
     sys.path.insert(0, module_dir)

@@ -23,10 +23,10 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
 from conftest import RETRIEVAL_PARAGRAPHS, compose_config
-from runner.cache import MANIFEST, CacheEntry, write_json_atomic
-from runner.jsonl import read_jsonl
-from runner.pipeline import STAGES, execute_stage, stage_key
-from runner.artifacts import Answer, Curate, Generate, load_chunks
+from runner.core.cache import MANIFEST, CacheEntry, write_json_atomic
+from runner.core.jsonl import read_jsonl
+from runner.engine.pipeline import STAGES, execute_stage, stage_key
+from runner.core.artifacts import Answer, Curate, Generate, load_chunks
 from runner.stages.generate import build_items
 from tiny_model import SMALL_TRAINING
 

@@ -18,13 +18,13 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import REPO_ROOT, BuiltIndex
-from runner.errors import LLMError
-from runner.jsonl import read_jsonl
+from runner.core.errors import LLMError
+from runner.core.jsonl import read_jsonl
 from runner.llm.openai_compat import OpenAICompatLLM
-from runner.pipeline import run_pipeline
-from runner.stage import StageContext
+from runner.engine.pipeline import run_pipeline
+from runner.core.stage import StageContext
 from runner.stages import generate
-from runner.artifacts import Generate, load_chunks
+from runner.core.artifacts import Generate, load_chunks
 from runner.stages.generate import build_items, select_chunks
 from scripted_server import FAST_RETRIES, ask, free_port
 

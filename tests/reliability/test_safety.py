@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from runner.pipeline import RunInfo, run_pipeline
-from runner.retrieval import HybridRetriever
-from runner.embeddings import embed_texts
+from runner.engine.pipeline import RunInfo, run_pipeline
+from runner.retrieval.hybrid import HybridRetriever
+from runner.retrieval.embeddings import embed_texts
 from scripted_server import FAST_RETRIES
 
 ITEM = "safety"

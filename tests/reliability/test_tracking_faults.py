@@ -16,9 +16,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from runner import tracking
-from runner.errors import TrackingError
-from runner.pipeline import run_pipeline
+from runner.engine import tracking
+from runner.core.errors import TrackingError
+from runner.engine.pipeline import run_pipeline
 
 ITEM = "tracking faults"
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there

@@ -122,7 +122,7 @@ def llama_server_missing() -> str | None:
 
 def start_llama_servers(count: int, folder: Path, n_ctx: int = 1024) -> list[Service]:
     """``count`` x ``python -m llama_cpp.server`` on the embedded SmolLM2, one thread each."""
-    from runner.models import resolve_gguf
+    from runner.core.models import resolve_gguf
 
     model = resolve_gguf("embedded:smollm2", REPO_ROOT)
     services: list[Service] = []

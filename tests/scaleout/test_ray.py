@@ -4,7 +4,7 @@ runs nested under one parent, and a bad value that fails only its own job.
 
 The Ray workers are started by ``ray start``, before the sweep: they never see the sweep's
 environment. The parent run id and the tracking URI reach them with the pickled sweep callback
-(runner/sweep.py on_job_start); MLFLOW_TRACKING_URI is set here for the submitting command only.
+(runner/cli/sweep.py on_job_start); MLFLOW_TRACKING_URI is set here for the submitting command only.
 """
 
 from __future__ import annotations

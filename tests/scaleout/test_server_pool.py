@@ -13,9 +13,9 @@ import pytest
 from conftest import BuiltIndex
 from omegaconf import DictConfig
 
-from runner.artifacts import Generate
-from runner.jsonl import read_jsonl
-from runner.stage import StageContext
+from runner.core.artifacts import Generate
+from runner.core.jsonl import read_jsonl
+from runner.core.stage import StageContext
 from runner.stages import generate
 
 from .engines import REPO_ROOT, Service

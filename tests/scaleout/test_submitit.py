@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from mlflow.tracking import MlflowClient
 
-from runner.schema import register_configs
+from runner.core.schema import register_configs
 
 from .engines import REPO_ROOT, readme_command, run_sweep, runner_argv, sweep_children
 

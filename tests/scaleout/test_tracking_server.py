@@ -1,7 +1,7 @@
 """A team's tracking server: a real ``mlflow server`` on 127.0.0.1 (SQLite backend, artifacts served by
 the server), found through $MLFLOW_TRACKING_URI as a cluster job finds it; a pipeline run logs its
 params, metrics, datasets and artifacts over HTTP, and everything reads back through the client and
-``runner.compare``. (Loss curves with steps over HTTP: the Ray sweep, test_ray.py.)"""
+``runner.cli.compare``. (Loss curves with steps over HTTP: the Ray sweep, test_ray.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig
 
-from runner import compare, tracking
-from runner.pipeline import RunInfo, run_pipeline
+from runner.cli import compare
+
+from runner.engine import tracking
+from runner.engine.pipeline import RunInfo, run_pipeline
 
 from .engines import Service
 

@@ -12,14 +12,14 @@ from omegaconf import DictConfig
 
 from conftest import REPO_ROOT, BuiltIndex
 from fakes import FakeLLM, error_response, last_user_message
-from runner.cache import MANIFEST
-from runner.errors import LLMError
-from runner.facts import numbers_in
-from runner.jsonl import read_jsonl, write_jsonl
-from runner.stage import StageContext
+from runner.core.cache import MANIFEST
+from runner.core.errors import LLMError
+from runner.questions.facts import numbers_in
+from runner.core.jsonl import read_jsonl, write_jsonl
+from runner.core.stage import StageContext
 from runner.stages import answer
-from runner.artifacts import Answer, Curate, Generate, load_chunks
-from runner.facts import CHARS_PER_TOKEN
+from runner.core.artifacts import Answer, Curate, Generate, load_chunks
+from runner.questions.facts import CHARS_PER_TOKEN
 from runner.stages.answer import answer_reason, build_context, check_outcome, is_grounded, with_fact
 
 # ---------------------------------------------------------------- context budget

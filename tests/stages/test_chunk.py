@@ -11,11 +11,11 @@ import pytest
 from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
-from runner.jsonl import read_jsonl, write_jsonl
-from runner.models import resolve_embedding_model
-from runner.stage import StageContext
+from runner.core.jsonl import read_jsonl, write_jsonl
+from runner.core.models import resolve_embedding_model
+from runner.core.stage import StageContext
 from runner.stages import chunk
-from runner.artifacts import Chunk, Ingest, load_chunks
+from runner.core.artifacts import Chunk, Ingest, load_chunks
 from runner.stages.chunk import make_splitter, split_pages
 
 # short sentences, so the splitter can fill the overlap with whole sentences

@@ -15,13 +15,13 @@ from omegaconf import DictConfig
 from rank_bm25 import BM25Okapi
 
 from conftest import REPO_ROOT
-from runner.jsonl import read_jsonl, write_jsonl
-from runner.pipeline import run_pipeline
-from runner.retrieval import tokenize
-from runner.stage import StageContext
+from runner.core.jsonl import read_jsonl, write_jsonl
+from runner.engine.pipeline import run_pipeline
+from runner.retrieval.hybrid import tokenize
+from runner.core.stage import StageContext
 from runner.stages import curate, generate
-from runner.artifacts import Curate, Generate, load_chunks
-from runner.embeddings import embed_texts
+from runner.core.artifacts import Curate, Generate, load_chunks
+from runner.retrieval.embeddings import embed_texts
 from runner.stages.curate import example_terms, first_per_fact, near_duplicates, rule_reason, words_not_in_fact
 
 # Eight manual sections, one chunk each. Every one says "section", so a generic question about

@@ -11,10 +11,10 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import REPO_ROOT
-from runner.jsonl import read_jsonl, write_jsonl
-from runner.models import resolve_gguf
-from runner.stage import StageContext
-from runner.artifacts import Answer, Chunk, Dataset, Generate, Ingest
+from runner.core.jsonl import read_jsonl, write_jsonl
+from runner.core.models import resolve_gguf
+from runner.core.stage import StageContext
+from runner.core.artifacts import Answer, Chunk, Dataset, Generate, Ingest
 from runner.stages import dataset
 from runner.stages.dataset import format_record, split_records
 

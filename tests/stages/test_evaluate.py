@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from omegaconf import DictConfig
 
-from runner.artifacts import Answer, Dataset, Eval, Train
-from runner.cache import MANIFEST
-from runner.errors import InputError
-from runner.jsonl import read_jsonl, write_jsonl
+from runner.core.artifacts import Answer, Dataset, Eval, Train
+from runner.core.cache import MANIFEST
+from runner.core.errors import InputError
+from runner.core.jsonl import read_jsonl, write_jsonl
 from runner.stages import evaluate, train
 from tiny_model import prepare_smollm2, stage_context, tiny_config
 

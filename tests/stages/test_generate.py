@@ -10,11 +10,11 @@ import pytest
 from omegaconf import DictConfig
 
 from conftest import REPO_ROOT, BuiltIndex
-from runner.facts import normalize_whitespace
-from runner.jsonl import read_jsonl
-from runner.stage import StageContext
+from runner.questions.facts import normalize_whitespace
+from runner.core.jsonl import read_jsonl
+from runner.core.stage import StageContext
 from runner.stages import generate
-from runner.artifacts import Generate, load_chunks
+from runner.core.artifacts import Generate, load_chunks
 from runner.stages.generate import build_items, parse_questions, select_chunks
 
 # The tiny_index document with small model settings: one fact and one candidate per chunk, short replies.

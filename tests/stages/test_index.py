@@ -9,10 +9,10 @@ import faiss
 import numpy as np
 
 from conftest import RETRIEVAL_PARAGRAPHS, BuiltIndex
-from runner.cache import MANIFEST
-from runner.artifacts import Index, load_chunks
-from runner.embeddings import embed_texts
-from runner.retrieval import tokenize
+from runner.core.cache import MANIFEST
+from runner.core.artifacts import Index, load_chunks
+from runner.retrieval.embeddings import embed_texts
+from runner.retrieval.hybrid import tokenize
 
 
 def _looks_pickled(path: Path) -> bool:

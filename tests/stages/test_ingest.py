@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from pypdf import PdfReader, PdfWriter
 
 from pdfs import FOOTER, HEADER, TOPICS, build_manual_pdf, build_sectioned_pdf, build_text_pdf, build_unspaced_pdf
-from runner.documents import discover_documents
+from runner.documents.files import discover_documents
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from runner.errors import ConfigError
+from runner.core.errors import ConfigError
 from runner.stages import prepare_model
-from runner.artifacts import PrepareModel
-from runner.models import legacy_rope_keys, prepared_hf_dir as model_dir, prepared_mlx_dir as mlx_model_dir
+from runner.core.artifacts import PrepareModel
+from runner.core.models import legacy_rope_keys, prepared_hf_dir as model_dir, prepared_mlx_dir as mlx_model_dir
 from tiny_model import prepare_smollm2, stage_context, tiny_config
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from runner.errors import ConfigError
-from runner.models import resolve_gguf
+from runner.core.errors import ConfigError
+from runner.core.models import resolve_gguf
 from runner.stages import train
 from runner.train.blas import fast_blas_env
 from runner.train.export import mlx_adapter_to_peft
-from runner.models import prepared_hf_dir as model_dir
+from runner.core.models import prepared_hf_dir as model_dir
 from runner.train.job import TrainJob
 from runner.train.schedule import lr_factor
 from runner.train.targets import match_targets

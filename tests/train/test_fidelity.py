@@ -18,7 +18,7 @@ import gguf
 import numpy as np
 import pytest
 
-from runner.models import resolve_gguf
+from runner.core.models import resolve_gguf
 from runner.stages import train as train_stage
 from runner.train import worker
 from runner.train.export import ExportError, export_adapter

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from runner.schema import TrainConfig
+from runner.core.schema import TrainConfig
 from runner.stages import train as train_stage
 from runner.train.checkpoints import BEST_DIR, BestAdapter
 from runner.train.data import length_batches
