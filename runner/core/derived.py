@@ -1,8 +1,8 @@
 """Config defaults derived from the documents (OmegaConf resolvers, registered with the schema).
 
 - ``generate.topic``, what the documents are about, for prompts and template questions ("the {topic}
-  manual"): unless set, the first PDF's title metadata, else the first document's first heading, else
-  its file name, with version numbers and words such as "Administrator Guide" removed
+  manual"): unless set, the first PDF's title metadata, else the title an HTML, EPUB or DOCX file
+  declares (a site's index page first), else the first document's first heading, else its file name, with version numbers and words such as "Administrator Guide" removed
   ("Quillstream Relay 3.4 Administrator Guide" -> "Quillstream Relay").
 - ``eval.probes``: the bundled hand-written probes, but only when the documents are the bundled sample
   (they ask about the sample, not about your documents).
@@ -73,6 +73,13 @@ def derive_topic(files: Iterable[Path], pdf_password: Optional[str] = None) -> t
             title = _pdf_title(path, pdf_password)
             if title:
                 return clean_topic(title), f"PDF title of {path.name}: {title!r}"
+    from runner.documents.markup import MARKUP_SUFFIXES, markup_title
+
+    markup = sorted((p for p in files if p.suffix.lower() in MARKUP_SUFFIXES), key=lambda p: not p.stem.startswith("index"))
+    for path in markup:
+        title = markup_title(path)
+        if title and not _JUNK_TITLE.search(title):
+            return clean_topic(title), f"title of {path.name}: {title!r}"
     for path in files:
         heading = _first_heading(path)
         if heading:

@@ -37,7 +37,9 @@ INGEST_PDF_EXTRACTORS = ("auto", "pypdf", "pypdfium2")
 @dataclass
 class IngestConfig:
     documents: list[str] = field(default_factory=lambda: ["data/sample/manual.pdf"])
-    extensions: list[str] = field(default_factory=lambda: [".pdf", ".md", ".txt"])
+    extensions: list[str] = field(
+        default_factory=lambda: [".pdf", ".md", ".txt", ".html", ".htm", ".xhtml", ".docx", ".epub"]
+    )
     pdf_password: Optional[str] = None
     strip_repeated_lines: bool = True
     # a line counts as header/footer when it appears on at least this share of pages
@@ -53,6 +55,8 @@ class IngestConfig:
     spacing_max_long_share: float = 0.05
     # without a PDF outline, a line set this much larger than the body text is a heading
     heading_min_font_ratio: float = 1.15
+    # an HTML or DOCX file whose Markdown is longer than this is split into pages at its top-level sections
+    markup_page_chars: int = 20000
 
 
 @dataclass

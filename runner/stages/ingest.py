@@ -1,10 +1,11 @@
-"""Ingest: read PDF, Markdown and text documents into pages, keeping file and page number.
+"""Ingest: read PDF, HTML, DOCX, EPUB, Markdown and text documents into pages, keeping file and page number.
 
-Bad documents (corrupt, encrypted without password, text-less, empty, unsupported)
-are reported by name and skipped; the run stops only when nothing usable is left.
+Bad documents (corrupt, encrypted without password or DRM-protected, text-less, empty, unsupported,
+content not what the extension says) are reported by name and skipped; the run stops only when nothing usable is left.
 Text is cleaned the same way for every document (NFKC; in PDFs, words hyphenated
 across lines joined) and each page carries the section headings in force on it.
-PDF reading is in runner/documents/pdf_text.py and runner/documents/pdf_headings.py, the text repairs in
+PDF reading is in runner/documents/pdf_text.py and runner/documents/pdf_headings.py; HTML, DOCX and EPUB
+become Markdown pages in runner/documents/markup.py; the text repairs in
 runner/documents/text_clean.py, where headings fall in a page's text in runner/documents/headings.py.
 """
 
@@ -19,10 +20,11 @@ from tqdm import tqdm
 
 from runner.core.artifacts import Ingest
 from runner.core.cache import write_json_atomic
-from runner.documents.files import discover_documents
+from runner.documents.files import content_mismatch, discover_documents
 from runner.core.errors import InputError
 from runner.documents.headings import SourceHeading, markdown_headings, page_headings
 from runner.core.jsonl import write_jsonl
+from runner.documents.markup import MARKUP_SUFFIXES, NotConvertible, read_markup
 from runner.documents.pdf_headings import read_pdf_headings
 from runner.documents.pdf_text import PYPDF, PdfText, PdfUnreadable, SpacingRule, read_pdf_text
 from runner.core.stage import StageContext, StageResult
@@ -84,13 +86,35 @@ def load_document(path: Path, ingest_cfg: Any) -> LoadedDocument:
     """Read and clean one document: its pages, warnings, left-out pages and headings; or raise DocumentSkipped."""
     if path.stat().st_size == 0:
         raise DocumentSkipped("empty file (0 bytes)")
-    if path.suffix.lower() == ".pdf":
+    mismatch = content_mismatch(path)
+    if mismatch:
+        raise DocumentSkipped(mismatch)
+    suffix = path.suffix.lower()
+    if suffix == ".pdf":
         return _load_pdf(path, ingest_cfg)
+    if suffix in MARKUP_SUFFIXES:
+        return _load_markup(path, ingest_cfg)
     pages, warning = read_text(path)
     if not pages[0].text.strip():
         raise DocumentSkipped("no text (only whitespace)")
     pages = [Page(p.source, p.page, normalize_unicode(p.text)) for p in pages]
-    doc = LoadedDocument(_strip_running_lines(path, pages, ingest_cfg), [warning] if warning else [])
+    return _with_markdown_headings(LoadedDocument(_strip_running_lines(path, pages, ingest_cfg), [warning] if warning else []))
+
+
+def _load_markup(path: Path, ingest_cfg: Any) -> LoadedDocument:
+    """HTML, DOCX, EPUB as Markdown pages (sections or chapters: running lines are not stripped)."""
+    try:
+        texts = read_markup(path, ingest_cfg.markup_page_chars)
+    except NotConvertible as exc:
+        raise DocumentSkipped(str(exc)) from None
+    if not any(text.strip() for text in texts):
+        raise DocumentSkipped("no text in the main content (only scripts, styles, navigation or images?)")
+    return _with_markdown_headings(
+        LoadedDocument([Page(str(path), number, normalize_unicode(text)) for number, text in enumerate(texts, start=1)])
+    )
+
+
+def _with_markdown_headings(doc: LoadedDocument) -> LoadedDocument:
     headings = [h for page in doc.pages for h in markdown_headings(page.text, page.page)]
     doc.headings = page_headings([(p.page, p.text) for p in doc.pages], headings, keep_unlocated=True)
     return doc
@@ -158,6 +182,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     warnings: list[dict[str, str]] = []
     skipped_pages: list[dict[str, Any]] = []
     extraction: list[dict[str, Any]] = []
+    by_format: dict[str, int] = {}
     ingested = 0
     for path in tqdm(files, desc="ingest", unit="doc"):
         try:
@@ -173,12 +198,19 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         if doc.extraction:
             extraction.append(doc.extraction)
         ingested += 1
+        by_format[_format_of(path)] = by_format.get(_format_of(path), 0) + 1
         records.extend(_page_records(doc, f"d{ingested:03d}", _relative(path, ctx.root)))
     if not records:
         reasons = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped) or "no documents found"
         raise InputError(f"no usable document in ingest.documents ({reasons})")
     write_jsonl(ctx.work_dir / Ingest.PAGES, records)
-    report = {"skipped": skipped, "warnings": warnings, "skipped_pages": skipped_pages, "extraction": extraction}
+    report = {
+        "documents_by_format": by_format,
+        "skipped": skipped,
+        "warnings": warnings,
+        "skipped_pages": skipped_pages,
+        "extraction": extraction,
+    }
     write_json_atomic(ctx.work_dir / Ingest.REPORT, report)
     chars = sum(len(r["text"]) for r in records)
     log.info("ingested %d documents, %d pages, %d characters; skipped %d", ingested, len(records), chars, len(skipped))
@@ -191,6 +223,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
             "characters": chars,
             "warnings": len(warnings),
             "pdf_fallback_documents": sum(e["extractor"] != PYPDF for e in extraction),
+            **{f"documents_by_format/{fmt}": count for fmt, count in sorted(by_format.items())},
         },
         artifacts=[Ingest.REPORT],
         summary={"skipped": skipped},
@@ -204,6 +237,11 @@ def _page_records(doc: LoadedDocument, doc_id: str, source: str) -> list[dict[st
         for p in doc.pages
         if p.text.strip()
     ]
+
+
+def _format_of(path: Path) -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return {"htm": "html", "xhtml": "html", "markdown": "md"}.get(suffix, suffix or "none")
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -389,3 +389,35 @@ def test_a_parenthesised_default_of_another_noun_or_a_sentence_the_chunk_cut_is_
        Storage=
            Controls where to store journal data. Defaults to "auto" in"""
     assert [(r.name, r.default) for r in parse_records(cut, topic="journald.conf")] == [("Storage=", "")]
+
+
+# Debian Reference 1.1.10 and 2.2.4 as runner/documents/markup.py writes them from the HTML edition
+DEBREF_PIPE_TABLES = """\
+Table 1.1. List of interesting text-mode program packages
+
+| package | popcon | size | description |
+| --- | --- | --- | --- |
+| `mc` | V:54, I:226 | 1482 | A text-mode full-screen file manager |
+| `vim-tiny` | V:55, I:971 | 1660 | , , |
+
+Table 2.7. Notable command options for aptitude(8)
+
+| command option | description |
+| --- | --- |
+| `-s` | simulate the result of the command |
+
+Table 1.22. Command exit codes
+
+| command exit status | numeric return value |
+| --- | --- |
+| success | zero, 0 |"""
+
+
+def test_pipe_tables_from_html_give_the_records_the_pdf_tables_give() -> None:
+    records = parse_records(DEBREF_PIPE_TABLES)
+    assert [(r.kind, r.name, r.owner, r.description) for r in records] == [
+        ("table_row", "mc", "List of interesting text-mode program packages", "A text-mode full-screen file manager"),
+        ("option", "-s", "aptitude", "simulate the result of the command"),
+    ]  # the ", ," (as above) row and the table of another kind give none
+    assert records[0].source_text == "| `mc` | V:54, I:226 | 1482 | A text-mode full-screen file manager |"
+    assert consumed_lines(DEBREF_PIPE_TABLES) == {4, 11}

@@ -22,6 +22,7 @@ from pypdf import PdfReader
 
 from pdfs import build_blank_pdf, build_image_only_pdf, build_manual_pdf, encrypt_pdf
 from runner.core.errors import ConfigError, InputError
+from runner.documents.headings import heading_path_at
 from runner.engine.pipeline import run_pipeline
 
 ITEM = "bad documents"
@@ -280,3 +281,65 @@ def test_a_sweep_job_with_unusable_documents_fails_alone_and_the_sweep_finishes(
         "parent FAILED with sweep/failed_jobs=2; exit 2 naming both",
         items_lost=lost,
     )
+
+
+FORMATS = Path(__file__).parents[1] / "documents" / "data"
+
+
+def test_a_mixed_folder_ingests_every_good_format_and_names_every_bad_file(tmp_path: Path, run_ingest, reliability_report) -> None:
+    import shutil
+    import zipfile
+
+    docs = tmp_path / "mixed"
+    docs.mkdir()
+    build_manual_pdf(docs / "manual.pdf")
+    for suffix in ("html", "docx", "epub"):
+        shutil.copy(FORMATS / f"debian-reference-ch08.{suffix}", docs / f"ch08.{suffix}")
+    (docs / "notes.md").write_text("# Notes\n\nThe gizmo port is 4410.\n", encoding="utf-8")
+    (docs / "logo.html").write_bytes(_png_bytes())
+    (docs / "app.html").write_text("<html><head><script>boot()</script></head><body><noscript>Enable JS</noscript></body></html>")
+    (docs / "legacy.docx").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64)
+    (docs / "typed.docx").write_text("this was saved as plain text", encoding="utf-8")
+    with zipfile.ZipFile(FORMATS / "debian-reference-ch08.epub") as original, zipfile.ZipFile(docs / "locked.epub", "w") as copy:
+        for item in original.infolist():
+            copy.writestr(item, original.read(item.filename))
+        copy.writestr("META-INF/rights.xml", "<rights/>")
+    expected_skips = {
+        "logo.html": "not HTML: the content is a PNG image",
+        "app.html": "no text in the main content",
+        "legacy.docx": "not a DOCX: the content is an OLE2 file (Word 97-2003 .doc",
+        "typed.docx": "not a DOCX: the content is not a zip archive",
+        "locked.epub": "DRM-protected EPUB",
+    }
+
+    records, report, metrics = run_ingest([docs])
+    skipped = {Path(item["file"]).name: item["reason"] for item in report["skipped"]}
+    assert set(skipped) == set(expected_skips)
+    for name, reason in expected_skips.items():
+        assert reason in skipped[name], (name, skipped[name])
+    pages = {}
+    for record in records:
+        pages.setdefault(Path(record["source"]).name, []).append(record)
+    assert set(pages) == {"manual.pdf", "ch08.html", "ch08.docx", "ch08.epub", "notes.md"}
+    assert len(pages["ch08.epub"]) == 6 and len(pages["ch08.html"]) == 1  # a chapter a page; a short file a page
+    for name in ("ch08.html", "ch08.docx", "ch08.epub"):
+        (page,) = [r for r in pages[name] if "Table 8.1." in r["text"]]
+        path = heading_path_at(page, page["text"].index("Table 8.1."))
+        assert path[0] == "Chapter 8. I18N and L10N" and path[1:] == ["8.2. The keyboard input", "8.2.3. The input method support with IBus"], (name, path)
+    assert report["documents_by_format"] == {"pdf": 1, "html": 1, "docx": 1, "epub": 1, "md": 1}
+    assert {k: metrics[f"documents_by_format/{k}"] for k in ("pdf", "html", "docx", "epub", "md")} == report["documents_by_format"]
+    reliability_report.record(
+        item=ITEM,
+        case="one folder of PDF, HTML, DOCX, EPUB and Markdown plus a PNG named .html, a script-only page, "
+        "a Word 97 file and a text file named .docx, a DRM-protected EPUB",
+        outcome=f"{len(pages)} good documents ingested ({len(records)} pages); {len(skipped)} skipped with their reasons",
+        items_lost=5 - len(pages),
+    )
+
+
+def _png_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -349,7 +349,62 @@ def _parse_tables(lines: list[str], heading: str, topic: str) -> list[Record]:
     return records
 
 
-_PARSERS = (_parse_typed, _parse_flags, _parse_terms, _parse_tables)
+# --- parser 5: Markdown pipe tables (HTML, DOCX and EPUB converted in runner/documents/markup.py) --
+
+_PIPE_ROW = re.compile(r"^\s*\|(?P<cells>.*)\|\s*$")
+_PIPE_RULE = re.compile(r"^\s*\|(?:\s*:?-{3,}:?\s*\|)+\s*$")
+# the title above a converted table: "Table 1.1. List of ..." (DocBook) or "Table 2: ..."
+_PIPE_CAPTION = re.compile(r"^\**Table\s+\d+(?:\.\d+)*[.:]\s+(?P<caption>.+?)\**$")
+_OPTION_COLUMNS = ({"option", "command option"}, {"description", "meaning", "function"})
+
+
+def _cells(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", _PIPE_ROW.match(line).group("cells"))
+    return [_unquote(cell.strip().strip("*").replace("\\|", "|")) for cell in cells]
+
+
+def _pipe_caption(lines: list[str], header: int) -> str:
+    """The caption line just above a table's header (blank lines between allowed)."""
+    index = header - 1
+    while index >= 0 and not lines[index].strip():
+        index -= 1
+    found = _PIPE_CAPTION.match(lines[index].strip()) if index >= 0 else None
+    return found.group("caption") if found else ""
+
+
+def _pipe_table_kind(columns: list[str], caption: str) -> tuple[str, str, str]:
+    """(kind, owner, owner_link) of a table the PDF parser also reads (package lists, option tables), else kind ""."""
+    if len(columns) >= 2 and columns[0] in ("package", "packages") and "popcon" in columns and columns[-1] == "description":
+        return "table_row", caption, "in"
+    if len(columns) == 2 and columns[0] in _OPTION_COLUMNS[0] and columns[1] in _OPTION_COLUMNS[1]:
+        commands = set(_MAN_REFERENCE.findall(caption))
+        if len(commands) == 1:  # an option table needs its command, and only its caption names it
+            return "option", commands.pop(), "of"
+    return "", "", ""
+
+
+def _parse_pipe_tables(lines: list[str], heading: str, topic: str) -> list[Record]:
+    records: list[Record] = []
+    for index in range(len(lines) - 1):
+        if not _PIPE_ROW.match(lines[index]) or not _PIPE_RULE.match(lines[index + 1]):
+            continue
+        columns = [cell.lower() for cell in _cells(lines[index])]
+        caption = _pipe_caption(lines, index)
+        kind, owner, link = _pipe_table_kind(columns, caption)
+        row = index + 2
+        while kind and row < len(lines) and _PIPE_ROW.match(lines[row]):
+            cells = _cells(lines[row])
+            name, description = cells[0], cells[-1] if len(cells) == len(columns) else ""
+            # ", ," in a Debian Reference row means "as above": no description of its own
+            if name and re.search(r"[A-Za-z]", description) and (kind != "option" or name.startswith("-")):
+                records.append(
+                    Record(name=name, kind=kind, owner=owner, owner_link=link, **_located(lines, row, row), description=_normalize(description))
+                )
+            row += 1
+    return records
+
+
+_PARSERS = (_parse_typed, _parse_flags, _parse_terms, _parse_tables, _parse_pipe_tables)
 
 
 def parse_records(text: str, heading: str = "", topic: str = "") -> list[Record]:
