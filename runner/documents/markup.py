@@ -7,8 +7,8 @@ pipe tables, fenced code blocks, links as their text. A DOCX goes through mammot
 order from its package's spine, both into the same HTML path. Why these and not markitdown or trafilatura: ``bench/bench_converters.py``.
 
 Pages: an EPUB chapter is a page; an HTML or DOCX file is one page unless its Markdown is longer than
-``max_page_chars``, when it is split at its top-level sections (the highest heading level that occurs
-more than once), so that ``page`` still points a reader at a section.
+``max_page_chars``, when it is split at its top-level sections, and a section still too long at its
+subsections, so that ``page`` still points a reader at a section.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ _DROPPED_ROLES = {"navigation", "banner", "contentinfo", "search", "complementar
 # class or id words that mark page furniture: site navigation, tables of contents, cookie notices
 _FURNITURE = re.compile(
     r"(?:^|[-_\s])(?:nav|navbar|navheader|navfooter|navigation|breadcrumbs?|sidebar|menu|toc|"
-    r"footer|cookies?|consent|gdpr|skip-?link|share|social|related-?links)(?:$|[-_\s])",
+    r"footer|cookies?|consent|gdpr|skip-?link|share|social|related-?links|printindex|index-[a-z]{2})(?:$|[-_\s])",
     re.IGNORECASE,
 )
+# Texinfo's navigation bar above each node ("Next: ..., Up: ...") and its table of contents
+_FURNITURE_CLASSES = {"header", "contents", "shortcontents"}
+_PERMALINKS = {"\u00b6", "#", "\u00a7", "\U0001f517", ""}  # the pilcrow and other anchors beside headings
 _MAIN_SELECTORS = ("main", "[role=main]", "article", "#content", "#main-content", ".content", ".document")
 # "Table 1.1. List of ...": a DocBook/Sphinx table title; kept as its own line above the table
 _TABLE_TITLE_CLASSES = {"title", "caption", "table-title"}
@@ -175,18 +178,17 @@ def _declared_title(path: Path) -> str | None:
 
 
 def split_long(markdown: str, max_page_chars: int) -> list[str]:
-    """``markdown`` as one page, or split before each top-level heading when it is longer than the limit."""
+    """``markdown`` as one page or, when longer than the limit, cut before each of its top-level headings,
+    and each part still too long cut again before its own next-level headings."""
     if len(markdown) <= max_page_chars:
         return [markdown] if markdown.strip() else []
-    headings = markdown_headings(markdown)
-    levels = [h.level for h in headings]
-    repeated = sorted(level for level in set(levels) if levels.count(level) > 1)
-    if not repeated:
+    inner = [h for h in markdown_headings(markdown) if h.offset]  # the heading that opens the text stays with it
+    if not inner:
         return [markdown]
-    starts = [h.offset for h in headings if h.level == repeated[0] and h.offset]
-    bounds = [0, *starts, len(markdown)]
-    pages = [markdown[a:b].strip("\n") + "\n" for a, b in zip(bounds, bounds[1:])]
-    return [page for page in pages if page.strip()]
+    top = min(h.level for h in inner)
+    bounds = [0, *(h.offset for h in inner if h.level == top), len(markdown)]
+    parts = [markdown[a:b].strip("\n") + "\n" for a, b in zip(bounds, bounds[1:])]
+    return [page for part in parts if part.strip() for page in split_long(part, max_page_chars)]
 
 
 def _drop_furniture(soup) -> None:
@@ -197,7 +199,9 @@ def _drop_furniture(soup) -> None:
             continue
         words = " ".join([*tag.get("class", []), tag.get("id", "") or ""])
         hidden = tag.get("hidden") is not None or tag.get("aria-hidden") == "true"
-        if hidden or tag.get("role") in _DROPPED_ROLES or (words and _FURNITURE.search(words)):
+        furniture = bool(words and _FURNITURE.search(words)) or bool(_FURNITURE_CLASSES & set(tag.get("class", [])))
+        permalink = tag.name == "a" and tag.get_text(strip=True) in _PERMALINKS and not tag.find("img")
+        if hidden or furniture or permalink or tag.get("role") in _DROPPED_ROLES:
             tag.decompose()
 
 
@@ -239,7 +243,9 @@ def _main_content(soup):
 
 
 def _tidy(markdown: str) -> str:
-    lines = [line.rstrip() for line in markdown.splitlines()]
+    # a definition (markdownify writes ":   text" under its term) indented instead, so a code block in it
+    # opens with a fence at the start of its line
+    lines = [re.sub(r"^:   ", "    ", line.rstrip()) for line in markdown.splitlines()]
     text = "\n".join(lines)
     text = re.sub(r"\n{3,}", "\n\n", text)
     return text.strip() + "\n" if text.strip() else ""

@@ -80,11 +80,15 @@ def test_the_real_html_chapter_keeps_every_heading_and_table_and_no_navigation()
     assert markup_title(HTML) == "Chapter 8. I18N and L10N"
 
 
-def test_a_long_html_file_is_split_at_its_top_level_sections() -> None:
-    pages = read_html(HTML, max_page_chars=3000)
+def test_a_long_html_file_is_split_at_its_top_level_sections_and_a_long_section_at_its_subsections() -> None:
+    (whole,) = read_html(HTML, max_page_chars=100_000)  # 14 000 characters; section 8.1 has 7 700
+    pages = read_html(HTML, max_page_chars=8000)
     assert [_titles(p)[0] for p in pages] == ["Chapter 8. I18N and L10N", *SECTIONS]
-    (whole,) = read_html(HTML, max_page_chars=100_000)
     assert re.sub(r"\s+", "", "".join(pages)) == re.sub(r"\s+", "", whole)  # nothing lost at the cuts
+    finer = read_html(HTML, max_page_chars=3000)
+    assert [_titles(p)[0] for p in finer][:4] == ["Chapter 8. I18N and L10N", "8.1. The locale", "8.1.1. Rationale for UTF-8 locale", "8.1.2. The reconfiguration of the locale"]
+    assert all(len(p) <= 3000 or len(_titles(p)) == 1 for p in finer)  # too long only where no subsection is left
+    assert re.sub(r"\s+", "", "".join(finer)) == re.sub(r"\s+", "", whole)
     assert split_long("short text", 3) == ["short text"]  # no heading to cut at: one page
 
 
