@@ -201,8 +201,17 @@ def _drop_furniture(soup) -> None:
         hidden = tag.get("hidden") is not None or tag.get("aria-hidden") == "true"
         furniture = bool(words and _FURNITURE.search(words)) or bool(_FURNITURE_CLASSES & set(tag.get("class", [])))
         permalink = tag.name == "a" and tag.get_text(strip=True) in _PERMALINKS and not tag.find("img")
-        if hidden or furniture or permalink or tag.get("role") in _DROPPED_ROLES:
+        if hidden or furniture or permalink or tag.get("role") in _DROPPED_ROLES or _is_jump_table(tag):
             tag.decompose()
+
+
+def _is_jump_table(tag) -> bool:
+    """A table of in-page links ("Jump to: A B C" above an index): navigation, not content."""
+    if tag.name != "table":
+        return False
+    text = len(tag.get_text(strip=True))
+    linked = sum(len(a.get_text(strip=True)) for a in tag.find_all("a", href=re.compile(r"^#")))
+    return text > 0 and linked >= 0.6 * text
 
 
 def _unwrap_layout_tables(soup) -> None:
