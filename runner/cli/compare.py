@@ -16,8 +16,8 @@ from runner.core.errors import RunnerError
 from runner.engine.tracking import resolve_tracking_uri
 
 KEY_METRICS = (
-    "metrics.eval/heldout/fact_recall/delta",
-    "metrics.eval/probes/fact_recall/delta",
+    "metrics.eval/heldout/new_term_recall/delta",
+    "metrics.eval/probes/new_term_recall/delta",
     "metrics.eval/heldout/loss/delta",
     "metrics.answer/retrieval/ensemble/hit_at_3",
 )

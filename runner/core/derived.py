@@ -5,7 +5,8 @@
   declares (a site's index page first), else the first document's first heading, else its file name, with version numbers and words such as "Administrator Guide" removed
   ("Quillstream Relay 3.4 Administrator Guide" -> "Quillstream Relay").
 - ``eval.probes``: the bundled hand-written probes, but only when the documents are the bundled sample
-  (they ask about the sample, not about your documents).
+  (they ask about the sample, not about your documents); for the Debian Reference PDF alone, its 45
+  hand-written probes in ``bench/``.
 """
 
 from __future__ import annotations
@@ -107,11 +108,17 @@ def topic_from_documents(documents: Iterable[str], extensions: Iterable[str], ro
 
 SAMPLE_DOCUMENTS = ("data/sample/manual.pdf",)
 SAMPLE_PROBES = "data/sample/probes.jsonl"
+# hand-written probes kept with the benchmarks, for a real manual trained alone (matched by file name)
+MANUAL_PROBES = {"debian-reference.en.pdf": "bench/probes_debian-reference.jsonl"}
 
 
 def sample_probes(documents: Iterable[str]) -> Optional[str]:
-    """The ``eval.probes`` default (an OmegaConf resolver): the sample's probes for the sample, else none."""
-    return SAMPLE_PROBES if tuple(map(str, documents)) == SAMPLE_DOCUMENTS else None
+    """The ``eval.probes`` default (an OmegaConf resolver): the sample's probes for the sample, a real
+    manual's hand-written probes for that manual alone, else none."""
+    documents = tuple(map(str, documents))
+    if documents == SAMPLE_DOCUMENTS:
+        return SAMPLE_PROBES
+    return MANUAL_PROBES.get(Path(documents[0]).name) if len(documents) == 1 else None
 
 
 def register_resolvers() -> None:

@@ -376,7 +376,7 @@ class EvalConfig:
     openbook_questions: int = 20
     bootstrap_samples: int = 1000  # resamples of the questions for each delta's 95 % interval
     seed: int = 0  # the train sample, the open-book sample and the bootstrap
-    optimize_metric: str = "eval/heldout/fact_recall/delta"
+    optimize_metric: str = "eval/heldout/new_term_recall/delta"
 
 
 @dataclass

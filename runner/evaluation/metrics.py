@@ -1,5 +1,5 @@
-"""Answer-quality metrics against a reference answer (token F1, ROUGE-L, fact recall), and the
-paired bootstrap interval of a base-vs-tuned difference."""
+"""Answer-quality metrics against a reference answer (new-term recall, fact recall, token F1, ROUGE-L),
+and the paired bootstrap interval of a base-vs-tuned difference."""
 
 from __future__ import annotations
 
@@ -54,6 +54,18 @@ def fact_recall(prediction: str, reference: str) -> float:
     if not terms:
         return float("nan")
     return len(terms & comparable_terms(prediction)) / len(terms)
+
+
+def new_term_recall(prediction: str, reference: str, question: str, key_terms: Sequence[str] | None = None) -> float:
+    """Share of the reference's key terms that the question does not hold and the prediction does.
+
+    What an answer adds: a model that repeats the question scores 0. ``key_terms`` (a probe's own
+    list) replaces the terms read from the reference. NaN when the question leaves no term to add."""
+    terms = comparable_terms(" ".join(key_terms)) if key_terms else comparable_terms(reference)
+    new = terms - comparable_terms(question)
+    if not new:
+        return float("nan")
+    return len(new & comparable_terms(prediction)) / len(new)
 
 
 def paired_delta(base: Sequence[float], tuned: Sequence[float], samples: int, seed: int, confidence: float = 0.95) -> dict[str, float]:

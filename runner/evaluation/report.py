@@ -1,7 +1,8 @@
 """Base-vs-tuned tables, the Markdown report and the chart, from the eval stage's flat metrics.
 
 The metrics are ``<set>/<metric>/{base,tuned,delta}`` with, for per-question scores, the delta's
-95 % bootstrap interval ``<set>/<metric>/delta_ci_low`` / ``delta_ci_high``, and ``<set>/questions``.
+95 % bootstrap interval ``<set>/<metric>/delta_ci_low`` / ``delta_ci_high`` (and its width), the questions
+scored ``<set>/<metric>/n``, and ``<set>/questions``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import numpy as np
 from runner.core.artifacts import Eval
 
 # the order a reader goes through: what was learned, the control, people's questions, the ceilings
-SET_ORDER = ("heldout", "unseen", "probes", "train", "openbook")
-METRIC_ORDER = ("fact_recall", "f1", "rougeL", "similarity", "loss", "perplexity")
+SET_ORDER = ("heldout", "unseen", "probes", "probes_covered", "probes_uncovered", "train", "openbook")
+METRIC_ORDER = ("new_term_recall", "fact_recall", "f1", "rougeL", "similarity", "loss", "perplexity")
 SET_MEANING = {
     "heldout": "trained facts, asked in a wording that was not trained",
     "unseen": "facts kept out of training (the control)",
     "probes": "hand-written questions",
+    "probes_covered": "hand-written questions whose new key terms all appear in the training data (tuning could teach them)",
+    "probes_uncovered": "hand-written questions with a new key term the training data never holds",
     "train": "training questions asked again (the memorization ceiling)",
     "openbook": "held-out questions with the fact's chunk as context (the open-book ceiling)",
 }
@@ -53,9 +56,10 @@ def summary_table(metrics: dict[str, float]) -> list[SummaryRow]:
         by_set.setdefault(set_name, []).append(metric)
     rows = []
     for set_name in _rank(list(by_set), SET_ORDER):
-        questions = metrics.get(f"{set_name}/questions")
         for metric in _rank(by_set[set_name], METRIC_ORDER):
             stem = f"{set_name}/{metric}"
+            # the questions the metric scored (a question that leaves no new term has no new-term recall)
+            questions = metrics.get(f"{stem}/n", metrics.get(f"{set_name}/questions"))
             rows.append(
                 SummaryRow(
                     set_name, metric, metrics[f"{stem}/base"], metrics[f"{stem}/tuned"], metrics[f"{stem}/delta"],

@@ -2,7 +2,9 @@
 
 Sets (in ``runner.evaluation.report.SET_ORDER``): ``heldout`` (a trained fact asked in a wording that was not
 trained), ``unseen`` (facts kept out of training entirely: the control), ``probes`` (hand-written),
-``train`` (a seeded sample of training pairs: the memorization ceiling), all closed-book (the
+``probes_covered`` / ``probes_uncovered`` (the probes whose new key terms the training data holds, or
+not: what tuning could have taught), ``train`` (a seeded sample of training pairs: the memorization
+ceiling), all closed-book (the
 question alone, as in training), and ``openbook`` (held-out questions with the fact's chunk as
 context through the answer prompt: what a model gets when it sees the text). The dataset stage
 lists the first three in ``eval_sets.jsonl``; without that file, ``heldout`` and ``train`` come
@@ -10,8 +12,9 @@ from the dataset's valid and train provenance.
 
 Both models answer with the same greedy decoding and the same engine (llama.cpp: the base GGUF,
 and the base GGUF plus the exported LoRA adapter), one load and one batched pass per model over
-every distinct prompt. Scores per question: token F1, ROUGE-L, semantic similarity (the embedding
-model) and fact recall; per set and score: base and tuned means, the delta and its 95 % paired
+every distinct prompt. Scores per question: new-term recall (the reference's key terms that the
+question does not hold: what the answer adds), fact recall (all the reference's key terms), token F1,
+ROUGE-L and semantic similarity (the embedding model); per set and score: base and tuned means, the delta and its 95 % paired
 bootstrap interval. Loss and perplexity on the held-out phrasings come from the train stage.
 """
 
@@ -35,13 +38,14 @@ from runner.core.errors import InputError
 from runner.core.jsonl import read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
-from runner.evaluation.metrics import fact_recall, paired_delta, rouge_l, token_f1
+from runner.evaluation.metrics import fact_recall, new_term_recall, paired_delta, rouge_l, token_f1
+from runner.questions.facts import comparable_terms
 from runner.evaluation.report import SET_ORDER, draw_chart, render_report
 from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
 
-ROW_METRICS = ("f1", "rougeL", "similarity", "fact_recall")
+ROW_METRICS = ("new_term_recall", "fact_recall", "f1", "rougeL", "similarity")
 DATASET_SETS = ("heldout", "unseen", "train")  # the sets eval_sets.jsonl may hold
 OPENBOOK = "openbook"
 _EVAL_SET_FIELDS = ("id", "question", "reference")
@@ -86,7 +90,10 @@ def _load_probes(cfg: Any, ctx: StageContext) -> list[dict[str, Any]]:
     for number, probe in enumerate(probes, start=1):
         if not (isinstance(probe.get("question"), str) and isinstance(probe.get("answer"), str)):
             raise InputError(f"eval.probes: record {number} of {path} needs string fields 'question' and 'answer'")
-    return [{"id": str(p.get("id", i)), "question": p["question"], "reference": p["answer"]} for i, p in enumerate(probes)]
+    return [
+        {"id": str(p.get("id", i)), "question": p["question"], "reference": p["answer"], **({"key_terms": p["key_terms"]} if p.get("key_terms") else {})}
+        for i, p in enumerate(probes)
+    ]
 
 
 def _sample(rows: list[dict[str, Any]], size: int, seed: int) -> list[dict[str, Any]]:
@@ -94,6 +101,21 @@ def _sample(rows: list[dict[str, Any]], size: int, seed: int) -> list[dict[str, 
     if size >= len(rows):
         return rows
     return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), size))]
+
+
+def trained_terms(train_file: Path) -> set[str]:
+    """Every key term the training records hold (messages, prompt/completion or text)."""
+    terms: set[str] = set()
+    for record in read_jsonl(train_file):
+        parts = [m.get("content", "") for m in record.get("messages", [])] + [str(record.get(k, "")) for k in ("prompt", "completion", "text")]
+        terms |= comparable_terms(" ".join(parts))
+    return terms
+
+
+def covered_by(row: dict[str, Any], taught: set[str]) -> bool:
+    """A probe is covered when the training data holds every key term its answer adds to its question."""
+    terms = comparable_terms(" ".join(row["key_terms"])) if row.get("key_terms") else comparable_terms(row["reference"])
+    return (terms - comparable_terms(row["question"])) <= taught
 
 
 def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, Any]]]:
@@ -114,6 +136,12 @@ def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, Any]
     }
     if ev.max_questions:
         sets = {name: rows[: ev.max_questions] for name, rows in sets.items()}
+    train_file = ctx.inputs["dataset"] / Dataset.TRAIN
+    if sets["probes"] and train_file.is_file():
+        taught = trained_terms(train_file)
+        covered = [covered_by(row, taught) for row in sets["probes"]]
+        sets["probes_covered"] = [row for row, yes in zip(sets["probes"], covered) if yes]
+        sets["probes_uncovered"] = [row for row, yes in zip(sets["probes"], covered) if not yes]
     with_context = [row for row in sets["heldout"] if row.get("context")]
     sets[OPENBOOK] = _sample(with_context, ev.openbook_questions, ev.seed)
     return {name: sets[name] for name in SET_ORDER if sets.get(name)}
@@ -157,15 +185,18 @@ def score_rows(rows: list[dict[str, Any]], embed: Any) -> None:
             row[f"{model}_rougeL"] = rouge_l(answer, row["reference"])
             row[f"{model}_similarity"] = float(sim)
             row[f"{model}_fact_recall"] = fact_recall(answer, row["reference"])
+            row[f"{model}_new_term_recall"] = new_term_recall(answer, row["reference"], row["question"], row.get("key_terms"))
 
 
 def summarize(rows: list[dict[str, Any]], bootstrap_samples: int, seed: int) -> dict[str, float]:
-    """Per metric: base and tuned means, delta and its 95 % paired bootstrap interval (NaN rows left out)."""
+    """Per metric: base and tuned means, delta and its 95 % paired bootstrap interval and width, and the
+    questions scored (NaN rows left out: a question that leaves no new term has no new-term recall)."""
     summary = {}
     for metric in ROW_METRICS:
         stats = paired_delta([r[f"base_{metric}"] for r in rows], [r[f"tuned_{metric}"] for r in rows], bootstrap_samples, seed)
         if stats["n"]:
-            summary.update({f"{metric}/{name}": value for name, value in stats.items() if name != "n"})
+            summary.update({f"{metric}/{name}": value for name, value in stats.items()})
+            summary[f"{metric}/delta_ci_width"] = stats["delta_ci_high"] - stats["delta_ci_low"]
     return summary
 
 

@@ -56,6 +56,8 @@ def test_the_topic_comes_from_pdf_title_then_heading_then_file_name(tmp_path: Pa
 def test_the_bundled_probes_are_the_default_only_for_the_bundled_sample(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
     assert sample_probes(["data/sample/manual.pdf"]) == "data/sample/probes.jsonl"
     assert sample_probes(["/data/vendor-guide.pdf"]) is None
+    assert sample_probes(["../shared/corpora/debian-reference/debian-reference.en.pdf"]) == "bench/probes_debian-reference.jsonl"
+    assert sample_probes(["a.pdf", "debian-reference.en.pdf"]) is None  # with other documents its probes miss facts
     cfg = composed_cfg()
     assert (cfg.generate.topic, cfg.eval.probes) == ("Quillstream Relay", "data/sample/probes.jsonl")
     other = composed_cfg([f"ingest.documents=[{build_manual_pdf(tmp_path / 'guide.pdf')}]"])

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from runner.evaluation.metrics import fact_recall, normalize_answer, paired_delta, rouge_l, token_f1
+from runner.evaluation.metrics import fact_recall, new_term_recall, normalize_answer, paired_delta, rouge_l, token_f1
 
 
 def test_normalize_answer_drops_case_punctuation_and_articles() -> None:
@@ -116,3 +116,19 @@ def test_paired_delta_leaves_out_pairs_with_a_nan_and_is_nan_without_pairs() -> 
     empty = paired_delta([nan], [nan], samples=200, seed=0)
     assert empty["n"] == 0 and all(math.isnan(empty[k]) for k in ("base", "tuned", "delta", "delta_ci_low", "delta_ci_high"))
     assert paired_delta([], [], samples=200, seed=0)["n"] == 0
+
+
+def test_an_answer_that_only_repeats_the_question_adds_no_new_term() -> None:
+    question = "What is the default value of node.shutdown_timeout_s?"
+    reference = "The default value of node.shutdown_timeout_s is 30."
+    assert fact_recall(question, reference) == 0.5  # fact recall credits the echoed key name
+    assert new_term_recall(question, reference, question) == 0.0
+    assert new_term_recall("node.shutdown_timeout_s defaults to 30.", reference, question) == 1.0
+    assert math.isnan(new_term_recall("yes", "Port 7460 is the default.", "Is port 7460 the default?"))  # nothing to add
+
+
+def test_new_term_recall_takes_a_probes_own_key_terms() -> None:
+    question = "What umask value makes new files writable by my group?"
+    reference = "A umask of 0002 creates files as -rw-rw-r--, writable by the group."
+    assert new_term_recall("Use 0002.", reference, question, key_terms=["0002"]) == 1.0
+    assert new_term_recall("Use 0002.", reference, question) == 0.5  # without them: -rw-rw-r-- counts too

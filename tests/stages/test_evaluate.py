@@ -37,7 +37,7 @@ PROBES = [
     {"question": "On which port does the Zephyrix Beacon listen?", "answer": "It listens on TCP port 7311."},
     {"question": "How many fennel entries fit in the Zephyrix cache?", "answer": "At most 64 fennel entries."},
 ]
-SCORES = ("f1", "rougeL", "similarity", "fact_recall")
+SCORES = ("new_term_recall", "fact_recall", "f1", "rougeL", "similarity")
 SUFFIXES = ("base", "tuned", "delta", "delta_ci_low", "delta_ci_high")
 TINY_EVAL = ["llm.n_threads=1", "llm.n_ctx=512", "eval.max_tokens=24", "eval.bootstrap_samples=200", "generate.topic=Zephyrix Beacon"]
 
@@ -177,3 +177,15 @@ def test_a_record_against_the_contract_is_an_input_error(composed_cfg: Callable[
     write_jsonl(dataset / Dataset.EVAL_SETS, [first, {**second, **change}])
     with pytest.raises(InputError, match=message):
         _run_eval(composed_cfg, tmp_path / "no_train_stage", tmp_path, dataset, ["eval.probes=null"])  # fails before any model loads
+
+
+def test_a_probe_is_covered_when_the_training_data_holds_every_term_its_answer_adds(tmp_path: Path) -> None:
+    from runner.stages.evaluate import covered_by, trained_terms
+
+    train_file = tmp_path / Dataset.TRAIN
+    write_jsonl(train_file, [_chat("Which port does the beacon use?", "The Zephyrix Beacon listens on TCP port 7311."), {"text": "Error ZB-5083 follows."}])
+    taught = trained_terms(train_file)
+    port, cache = ({"question": p["question"], "reference": p["answer"]} for p in PROBES)
+    assert covered_by(port, taught)  # 7311 was trained
+    assert not covered_by(cache, taught)  # 64 never was
+    assert covered_by({"question": "Which error?", "reference": "Something else.", "key_terms": ["ZB-5083"]}, taught)  # its own key terms
