@@ -4,8 +4,10 @@ write a review sheet to read by hand, with the automatic proxies beside it.
     .venv/bin/python bench/bench_precision.py --corpus debian-reference [--pairs 30] [override ...]
     .venv/bin/python bench/bench_precision.py --corpus sample
 
-Corpora: ``sample`` (the bundled manual) or a folder name under ``../shared/corpora/`` (skipped, with the
-reason, when absent: a user's clone has no shared/). The sheet (``bench/review_<corpus>.md``) lists,
+Corpora: ``sample`` (the bundled manual), a folder name under ``../shared/corpora/`` (skipped, with the
+reason, when absent: a user's clone has no shared/), or a path to your own file or folder.
+``--attribution-only`` runs ingest and chunk alone and reports the attribution check: the share of
+option and argument records whose owner is the command of the nearest usage line above them. The sheet (``bench/review_<corpus>.md``) lists,
 for each drawn pair: question, answer, the fact it came from, page, heading, the pair's kind (template,
 model-written, record) and an empty verdict column; the rule for a verdict is the one of
 ``bench/quality_review.md``: *the question asks about a fact of its own chunk in words a reader
@@ -29,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runner.core.artifacts import Answer, Generate, Ingest  # noqa: E402
+from runner.core.artifacts import Answer, Chunk, Generate, Ingest  # noqa: E402
+from runner.documents.structure import attribution_checks  # noqa: E402
 from runner.cli.compose import compose_config  # noqa: E402
 from runner.core.jsonl import read_jsonl  # noqa: E402
 from runner.engine.pipeline import run_pipeline  # noqa: E402
@@ -42,10 +45,20 @@ CORPORA = ROOT.parent / "shared" / "corpora"
 def corpus_documents(name: str) -> list[str]:
     if name == "sample":
         return [str(ROOT / "data" / "sample" / "manual.pdf")]
+    if Path(name).exists():  # a file or folder of your own (every supported format)
+        return [str(Path(name).resolve())]
     folder = CORPORA / name
     if not folder.is_dir():
         raise SystemExit(f"skipped: corpus {name!r} not found at {folder} (only the development machines have ../shared/corpora)")
     return [str(p) for p in sorted(folder.rglob("*.pdf"))]
+
+
+def attribution_share(chunks: list[dict[str, Any]], topic: str) -> dict[str, Any]:
+    """The attribution check over a corpus: option and argument records whose owner is the command of the
+    nearest usage line above them in the chunk, with the wrong ones listed."""
+    checks = [(r, usage) for c in chunks for r, usage in attribution_checks(c["text"], c.get("heading") or "", topic)]
+    wrong = [f"{r.name} given to {r.owner!r}, usage line above: {usage!r}" for r, usage in checks if r.owner != usage]
+    return {"checked": len(checks), "right": len(checks) - len(wrong), "share": (len(checks) - len(wrong)) / len(checks) if checks else None, "wrong": wrong[:20]}
 
 
 def run_corpus(name: str, workdir: Path, extra: list[str]) -> dict[str, Any]:
@@ -56,7 +69,7 @@ def run_corpus(name: str, workdir: Path, extra: list[str]) -> dict[str, Any]:
         "tracking.experiment=bench-precision",
         f"ingest.documents=[{documents}]",
         "until=dataset",
-        *extra,
+        *extra,  # a later until= wins
     ]
     cfg = compose_config(overrides, root=ROOT)
     validate(cfg)
@@ -71,7 +84,9 @@ def review_sheet(name: str, summary: dict[str, Any], pairs: int, seed: int) -> t
     m = summary["metrics"]
     with_pair = {(a["source"], a["page"]) for a in answers}
     with_text = {(p["source"], p["page"]) for p in pages if p["text"].strip()}
+    chunks = read_jsonl(stage["chunk"] / Chunk.CHUNKS)
     proxies = {
+        "attribution": attribution_share(chunks, ""),
         "kept_pairs": len(answers),
         "pages_with_text": len(with_text),
         "pages_with_a_kept_pair": len(with_pair & with_text),
@@ -110,9 +125,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--pairs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", default=str(ROOT / "outputs" / "bench-precision"))
+    parser.add_argument("--attribution-only", action="store_true", help="ingest and chunk only, then the attribution check")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.attribution_only:
+        summary = run_corpus(args.corpus, Path(args.workdir) / args.corpus, [*args.overrides, "until=chunk"])
+        chunks = read_jsonl(Path(summary["stages"]["chunk"]["path"]) / Chunk.CHUNKS)
+        result = attribution_share(chunks, "")
+        log.info("attribution check on %s: %s", args.corpus, json.dumps(result, indent=1))
+        return result
     summary = run_corpus(args.corpus, Path(args.workdir) / args.corpus, args.overrides)
     sheet, proxies = review_sheet(args.corpus, summary, args.pairs, args.seed)
     target = ROOT / "bench" / f"review_{args.corpus}.md"

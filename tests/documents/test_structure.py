@@ -7,7 +7,7 @@ the Debian Reference was extracted with pypdfium2, which flattens its tables one
 
 from __future__ import annotations
 
-from runner.documents.structure import KINDS, consumed_lines, parse_records, structured_facts, unambiguous
+from runner.documents.structure import KINDS, attribution_checks, consumed_lines, parse_records, structured_facts, unambiguous
 
 
 def _qa(text: str, heading: str = "", topic: str = "", kinds: tuple[str, ...] = KINDS) -> list[tuple[str, str, str]]:
@@ -421,3 +421,47 @@ def test_pipe_tables_from_html_give_the_records_the_pdf_tables_give() -> None:
     ]  # the ", ," (as above) row and the table of another kind give none
     assert records[0].source_text == "| `mc` | V:54, I:226 | 1482 | A text-mode full-screen file manager |"
     assert consumed_lines(DEBREF_PIPE_TABLES) == {4, 11}
+
+
+# Proxmox VE, qm(1) (proxmox/pve-docs generated/qm.1-synopsis.adoc) as a PDF gives it: a subcommand with
+# positional arguments only, directly followed by the next usage line, which lost the space before
+# [OPTIONS]; a usage line with a required option inline; a section marker inside the table
+QM_REFERENCE = """\
+qm listsnapshot <vmid>
+List all snapshots.
+<vmid>: <integer> (100 - 999999999)
+The (unique) ID of the VM.
+qm migrate <vmid> <target>[OPTIONS]
+Migrate virtual machine. Creates a new migration task.
+<target>: <string>
+Target node.
+--force <boolean>
+Allow to migrate VMs which use local devices. Only root may use this option.
+qm clone <vmid> <newid> --experimental <boolean> [OPTIONS]
+Create a copy of virtual machine/template.
+--full <boolean>
+Create a full copy of all disks.
+[RULES]
+--bwlimit <integer> (0 - N) (default = clone limit from datacenter or storage config)
+Override I/O bandwidth limit (in KiB/s)."""
+
+
+def test_each_usage_line_starts_a_record_block_and_owns_the_options_below_it() -> None:
+    records = parse_records(QM_REFERENCE)
+    owners = {(r.name, r.owner) for r in records}
+    assert owners == {
+        ("<vmid>", "qm listsnapshot"), ("<target>", "qm migrate"), ("--force", "qm migrate"),
+        ("--full", "qm clone"), ("--bwlimit", "qm clone"),
+    }  # fmt: skip
+    descriptions = {r.name: r.description for r in records}
+    assert descriptions["<vmid>"] == "The (unique) ID of the VM."  # the next usage line is not glued on
+    assert descriptions["--full"] == "Create a full copy of all disks."  # the marker ends it
+    checks = attribution_checks(QM_REFERENCE)
+    assert len(checks) == 5 and all(record.owner == usage for record, usage in checks)
+
+
+def test_the_attribution_check_finds_an_option_given_to_the_wrong_command() -> None:
+    # the usage line the old parser missed: its options went to the subcommand above
+    unseen_usage = QM_REFERENCE.replace("qm migrate <vmid> <target>[OPTIONS]", "qm migrate <vmid> <target>[OPTIONS] (2)")
+    wrong = [(record.name, record.owner, usage) for record, usage in attribution_checks(unseen_usage) if record.owner != usage]
+    assert ("--force", "qm listsnapshot", "qm migrate") in wrong

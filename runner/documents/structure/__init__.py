@@ -20,8 +20,10 @@ Every parser is conservative: a layout it does not recognise fully yields no rec
 record becomes a wrong training pair.
 """
 
-from runner.documents.structure.layouts import consumed_lines, parse_records
+from runner.documents.structure.layouts import attribution_checks, consumed_lines, parse_records
 from runner.documents.structure.records import KINDS, Record, StructuredFact
 from runner.documents.structure.sentences import structured_facts, unambiguous
 
-__all__ = ["KINDS", "Record", "StructuredFact", "consumed_lines", "parse_records", "structured_facts", "unambiguous"]
+__all__ = [
+    "KINDS", "Record", "StructuredFact", "attribution_checks", "consumed_lines", "parse_records", "structured_facts", "unambiguous",
+]  # fmt: skip

@@ -52,6 +52,8 @@ def _typed_kind(name: str, sep: str) -> str:
 
 
 _NUMBERED_HEADING = re.compile(r"^\s*\d+(?:\.\d+)*\.?\s+[A-Z]")
+# "[RULES]", "[OPTIONS]": a section marker inside a reference table, never part of a description
+_SECTION_MARKER = re.compile(r"^\s*\[[A-Za-z][\w .-]*\]\s*$")
 _OPEN_ENDING = re.compile(r"\b(?:a|an|the|and|or|of|to|in|on|for|with|from|by|as|is|are)$|[,:;(]$")
 
 
@@ -68,6 +70,8 @@ def _typed_description(lines: list[str], index: int, rest: str) -> tuple[list[st
     while end + 1 < len(lines) and len(description) < 6:
         following = lines[end + 1].strip()
         if not following or _TYPED.match(following) or _synopsis_command(following) or _NUMBERED_HEADING.match(following):
+            break
+        if _SECTION_MARKER.match(following):
             break
         last = description[-1].strip() if description else ""
         if last and following[:1].isupper() and not re.search(r"[.!?)]$", last) and not _OPEN_ENDING.search(last):
@@ -427,3 +431,25 @@ def consumed_lines(text: str, heading: str = "", topic: str = "") -> set[int]:
     return {i for r in parse_records(text, heading, topic) for i in range(r.first_line, r.last_line + 1)}
 
 
+
+
+# --- the attribution check: is each option given to the usage line its author wrote above it? -----
+
+# what an author writes as a usage line, judged more loosely than the parsers do: command words, then an
+# argument, a bracket or an option, and no sentence end
+_USAGE_LIKE = re.compile(r"^\s*(?P<words>[a-z][\w.-]*(?: [a-z][\w.-]*){0,4}) +(?:<|\[|--?[A-Za-z])(?!.*\.\s*$)")
+
+
+def attribution_checks(text: str, heading: str = "", topic: str = "") -> list[tuple[Record, str]]:
+    """(record, the command of the nearest usage-like line above it) for each option or argument record
+    that has such a line above it; the record is attributed right when its owner is that command."""
+    lines = text.expandtabs().splitlines()
+    checks = []
+    for record in parse_records(text, heading, topic):
+        if record.kind not in ("option", "argument") or record.owner_link != "of":
+            continue
+        above = (_USAGE_LIKE.match(line) for line in reversed(lines[: record.first_line]))
+        usage = next((match for match in above if match), None)
+        if usage:
+            checks.append((record, usage.group("words")))
+    return checks

@@ -80,10 +80,13 @@ def _unquote(value: str) -> str:
 
 # --- who an entry belongs to ---------------------------------------------------------------------
 
-# "pveceph pool create <name> [OPTIONS]", "qm create <vmid> [OPTIONS]", "rsync [OPTION...] SRC... DEST"
+# "pveceph pool create <name> [OPTIONS]", "qm create <vmid> [OPTIONS]", "rsync [OPTION...] SRC... DEST",
+# a required option inline ("qm clone <vmid> <newid> --experimental <boolean> [OPTIONS]") and a PDF that
+# lost the space between two arguments ("qm migrate <vmid> <target>[OPTIONS]")
 _SYNOPSIS = re.compile(
     r"^\s*(?P<command>[a-z][\w.-]*(?: [a-z][\w-]*){0,3})"
-    r"(?P<args>(?: +(?:<[^<>]+>|\[[^\[\]]*\]|[A-Z][A-Z_.]*\.{0,3}))+)\s*$"
+    r"(?P<args>(?: +(?:<[^<>]+>|\[[^\[\]]*\]|--?[A-Za-z][\w-]*(?: <[^<>]+>)?|[A-Z][A-Z_.]*\.{0,3}))"
+    r"(?: *(?:<[^<>]+>|\[[^\[\]]*\]|--?[A-Za-z][\w-]*(?: <[^<>]+>)?|[A-Z][A-Z_.]*\.{0,3}))*)\s*$"
 )
 # a heading that names a command ("pct create") or a file ("sshd_config", "/etc/pve/datacenter.cfg")
 _COMMAND_HEADING = re.compile(r"^(?:[a-z][\w.-]*(?: [a-z][\w-]*){0,3})$")
