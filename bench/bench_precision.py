@@ -6,7 +6,7 @@ write a review sheet to read by hand, with the automatic proxies beside it.
 
 Corpora: ``sample`` (the bundled manual), a folder name under ``../shared/corpora/`` (skipped, with the
 reason, when absent: a user's clone has no shared/), or a path to your own file or folder.
-``--attribution-only`` runs ingest and chunk alone and reports the attribution check: the share of
+``--attribution-only`` runs ingest alone and reports the attribution check: the share of
 option and argument records whose owner is the command of the nearest usage line above them. The sheet (``bench/review_<corpus>.md``) lists,
 for each drawn pair: question, answer, the fact it came from, page, heading, the pair's kind (template,
 model-written, record) and an empty verdict column; the rule for a verdict is the one of
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runner.core.artifacts import Answer, Chunk, Generate, Ingest  # noqa: E402
+from runner.core.artifacts import Answer, Generate, Ingest  # noqa: E402
 from runner.documents.structure import attribution_checks  # noqa: E402
 from runner.cli.compose import compose_config  # noqa: E402
 from runner.core.jsonl import read_jsonl  # noqa: E402
@@ -53,10 +53,11 @@ def corpus_documents(name: str) -> list[str]:
     return [str(p) for p in sorted(folder.rglob("*.pdf"))]
 
 
-def attribution_share(chunks: list[dict[str, Any]], topic: str) -> dict[str, Any]:
-    """The attribution check over a corpus: option and argument records whose owner is the command of the
-    nearest usage line above them in the chunk, with the wrong ones listed."""
-    checks = [(r, usage) for c in chunks for r, usage in attribution_checks(c["text"], c.get("heading") or "", topic)]
+def attribution_share(pages: list[dict[str, Any]], topic: str) -> dict[str, Any]:
+    """The attribution check over a corpus's source text (its pages): option and argument records whose
+    owner is the command of the nearest usage line above them, with the wrong ones listed."""
+    heading = lambda page: (page.get("heading_path") or [""])[-1]  # noqa: E731
+    checks = [(r, usage) for p in pages for r, usage in attribution_checks(p["text"], heading(p), topic)]
     wrong = [f"{r.name} given to {r.owner!r}, usage line above: {usage!r}" for r, usage in checks if r.owner != usage]
     return {"checked": len(checks), "right": len(checks) - len(wrong), "share": (len(checks) - len(wrong)) / len(checks) if checks else None, "wrong": wrong[:20]}
 
@@ -84,9 +85,8 @@ def review_sheet(name: str, summary: dict[str, Any], pairs: int, seed: int) -> t
     m = summary["metrics"]
     with_pair = {(a["source"], a["page"]) for a in answers}
     with_text = {(p["source"], p["page"]) for p in pages if p["text"].strip()}
-    chunks = read_jsonl(stage["chunk"] / Chunk.CHUNKS)
     proxies = {
-        "attribution": attribution_share(chunks, ""),
+        "attribution": attribution_share(pages, ""),
         "kept_pairs": len(answers),
         "pages_with_text": len(with_text),
         "pages_with_a_kept_pair": len(with_pair & with_text),
@@ -130,9 +130,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.attribution_only:
-        summary = run_corpus(args.corpus, Path(args.workdir) / args.corpus, [*args.overrides, "until=chunk"])
-        chunks = read_jsonl(Path(summary["stages"]["chunk"]["path"]) / Chunk.CHUNKS)
-        result = attribution_share(chunks, "")
+        summary = run_corpus(args.corpus, Path(args.workdir) / args.corpus, [*args.overrides, "until=ingest"])
+        result = attribution_share(read_jsonl(Path(summary["stages"]["ingest"]["path"]) / Ingest.PAGES), "")
         log.info("attribution check on %s: %s", args.corpus, json.dumps(result, indent=1))
         return result
     summary = run_corpus(args.corpus, Path(args.workdir) / args.corpus, args.overrides)

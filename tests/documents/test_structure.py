@@ -461,7 +461,7 @@ def test_each_usage_line_starts_a_record_block_and_owns_the_options_below_it() -
 
 
 def test_the_attribution_check_finds_an_option_given_to_the_wrong_command() -> None:
-    # the usage line the old parser missed: its options went to the subcommand above
-    unseen_usage = QM_REFERENCE.replace("qm migrate <vmid> <target>[OPTIONS]", "qm migrate <vmid> <target>[OPTIONS] (2)")
+    # a usage line the parser does not read (a brace alternative): its options go to the subcommand above
+    unseen_usage = QM_REFERENCE.replace("qm migrate <vmid> <target>[OPTIONS]", "qm migrate <vmid> {online|offline}")
     wrong = [(record.name, record.owner, usage) for record, usage in attribution_checks(unseen_usage) if record.owner != usage]
     assert ("--force", "qm listsnapshot", "qm migrate") in wrong

@@ -435,9 +435,25 @@ def consumed_lines(text: str, heading: str = "", topic: str = "") -> set[int]:
 
 # --- the attribution check: is each option given to the usage line its author wrote above it? -----
 
-# what an author writes as a usage line, judged more loosely than the parsers do: command words, then an
-# argument, a bracket or an option, and no sentence end
-_USAGE_LIKE = re.compile(r"^\s*(?P<words>[a-z][\w.-]*(?: [a-z][\w.-]*){0,4}) +(?:<|\[|--?[A-Za-z])(?!.*\.\s*$)")
+# what an author writes as a usage line, judged more loosely than the parsers do: command words, then only
+# arguments, brackets, braces, options and placeholders, in any spacing (prose that mentions an option goes
+# on with words)
+_USAGE_TOKEN = r"(?:<[^<>]*>|\[[^\[\]]*\]|\{[^{}]*\}|--?[A-Za-z][\w-]*(?:=\S+)?|[A-Z][A-Z_]*|\||\.\.\.|\u2026)"
+_USAGE_LIKE = re.compile(rf"^\s*(?P<words>[a-z][\w.-]*(?: [a-z][\w.-]*){{0,4}})(?: *{_USAGE_TOKEN})+\s*$")
+# a section heading: options under it belong to the document's command (or a table's caption's), not to a
+# usage line before it
+_SECTION_HEADING = re.compile(r"^\s*(?:[A-Z][A-Z ]{2,}|#{1,6} .+)$")
+
+
+def _usage_above(lines: list[str], index: int) -> re.Match[str] | None:
+    for line in reversed(lines[:index]):
+        stripped = line.strip()
+        if _SECTION_HEADING.match(line) or _OPTION_HEADER.match(stripped) or _PIPE_RULE.match(stripped):
+            return None  # a section or a table starts a block of its own
+        usage = _USAGE_LIKE.match(line)
+        if usage and re.search(r"[<\[{]", line[usage.end("words"):]):
+            return usage
+    return None
 
 
 def attribution_checks(text: str, heading: str = "", topic: str = "") -> list[tuple[Record, str]]:
@@ -448,8 +464,7 @@ def attribution_checks(text: str, heading: str = "", topic: str = "") -> list[tu
     for record in parse_records(text, heading, topic):
         if record.kind not in ("option", "argument") or record.owner_link != "of":
             continue
-        above = (_USAGE_LIKE.match(line) for line in reversed(lines[: record.first_line]))
-        usage = next((match for match in above if match), None)
+        usage = _usage_above(lines, record.first_line)
         if usage:
             checks.append((record, usage.group("words")))
     return checks
