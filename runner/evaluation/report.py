@@ -79,11 +79,13 @@ def format_delta(row: SummaryRow) -> str:
 
 def format_table(metrics: dict[str, float]) -> str:
     """The console table: per set and metric, base, tuned and the delta with its 95 % interval."""
-    lines = [f"{'set':<9} {'n':>4} {'metric':<12} {'base':>8} {'tuned':>8}  delta [95% CI]"]
-    for row in summary_table(metrics):
+    rows = summary_table(metrics)
+    width = max([len("set"), *(len(row.set_name) for row in rows)])
+    lines = [f"{'set':<{width}} {'n':>4} {'metric':<15} {'base':>8} {'tuned':>8}  delta [95% CI]"]
+    for row in rows:
         n = "" if row.questions is None else str(row.questions)
-        lines.append(f"{row.set_name:<9} {n:>4} {row.metric:<12} {row.base:>8.3f} {row.tuned:>8.3f}  {format_delta(row)}")
-    return "\n".join(lines + _legend(summary_table(metrics)))
+        lines.append(f"{row.set_name:<{width}} {n:>4} {row.metric:<15} {row.base:>8.3f} {row.tuned:>8.3f}  {format_delta(row)}")
+    return "\n".join(lines + _legend(rows))
 
 
 def _legend(rows: list[SummaryRow]) -> list[str]:
