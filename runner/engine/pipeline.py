@@ -131,11 +131,14 @@ STAGES: tuple[StageSpec, ...] = (
         "ingest",
         "runner.stages.ingest",
         ("ingest",),
-        code=("runner.documents.files", "runner.documents.pdf_text", "runner.documents.pdf_headings", "runner.documents.text_clean", "runner.documents.headings"),
+        code=(
+            "runner.documents.files", "runner.documents.pdf_text", "runner.documents.pdf_headings", "runner.documents.markup",
+            "runner.documents.text_clean", "runner.documents.headings",
+        ),  # fmt: skip
         fingerprint=_document_fingerprint,
     ),
     StageSpec("chunk", "runner.stages.chunk", ("chunk",), ("ingest",), code=("runner.documents.headings",), fingerprint=_tokenizer_fingerprint),
-    StageSpec("index", "runner.stages.index", ("index",), ("chunk",), code=("runner.retrieval.hybrid", "runner.core.models")),
+    StageSpec("index", "runner.stages.index", ("index",), ("chunk",), code=("runner.retrieval.hybrid", "runner.retrieval.embeddings", "runner.core.models")),
     StageSpec(
         "generate",
         "runner.stages.generate",
@@ -151,7 +154,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("curate", "index.embedding_model", "prompts.fact_examples", "generate.topic"),
         ("generate", "index", "chunk"),
         resumable=True,  # curate.judge appends its verdicts as they come
-        code=("runner.questions.facts", "runner.retrieval.hybrid"),
+        code=("runner.questions.facts", "runner.retrieval.hybrid", "runner.retrieval.embeddings", "runner.questions.judge"),
         fingerprint=lambda cfg, root: importlib.import_module("runner.questions.judge").judge_fingerprint(cfg, root, _memo_dir(cfg, root)),
     ),
     StageSpec(
@@ -160,7 +163,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("answer", "retriever", *_ANSWER_PROMPTS, *_LLM_OUTPUT, "generate.topic", "index.embedding_model"),
         ("curate", "generate", "index", "chunk"),
         resumable=True,
-        code=("runner.questions.facts", "runner.retrieval.hybrid", "runner.questions.answer_checks", *_LLM_CODE),
+        code=("runner.questions.facts", "runner.retrieval.hybrid", "runner.retrieval.embeddings", "runner.questions.answer_checks", *_LLM_CODE),
         fingerprint=_local_llm_fingerprint,
     ),
     StageSpec(
@@ -168,7 +171,7 @@ STAGES: tuple[StageSpec, ...] = (
         "runner.stages.dataset",
         ("dataset", "generate.topic"),
         ("answer", "generate", "chunk", "ingest"),
-        code=("runner.questions.phrasings", "runner.questions.fact_selection"),
+        code=("runner.questions.phrasings", "runner.questions.fact_selection", "runner.questions.facts"),
     ),
     StageSpec(
         "prepare_model",
@@ -194,7 +197,7 @@ STAGES: tuple[StageSpec, ...] = (
         ),
         ("answer", "dataset", "train"),
         fingerprint=lambda cfg, root: [_probes_fingerprint(cfg, root), _gguf_fingerprint(cfg, root)],
-        code=("runner.evaluation.metrics", "runner.questions.facts", "runner.evaluation.report", *_LLM_CODE),
+        code=("runner.evaluation.metrics", "runner.questions.facts", "runner.evaluation.report", "runner.retrieval.embeddings", *_LLM_CODE),
     ),
 )
 

@@ -171,3 +171,19 @@ def test_stage_keys_do_not_depend_on_where_the_model_lives(composed_cfg: Callabl
         cfg = composed_cfg([f"model.gguf_path={root / 'models' / 'm.gguf'}"])
         keys[root] = {spec.name: stage_key(spec, cfg, root, {}) for spec in STAGES if spec.name in ("prepare_model", "generate", "eval")}
     assert keys[project] == keys[elsewhere]
+
+
+def test_every_library_module_a_stage_reads_documents_or_questions_with_is_in_its_cache_key() -> None:
+    """A stage's key hashes its own module and its ``code``: a library module it imports to shape its output
+    (documents, questions, retrieval, evaluation) and not listed there would let a stale result be reused."""
+    import ast
+    import importlib
+
+    from runner.engine.pipeline import STAGES
+
+    shaping = ("runner.documents.", "runner.questions.", "runner.retrieval.", "runner.evaluation.")
+    for spec in STAGES:
+        source = Path(importlib.import_module(spec.module).__file__).read_text(encoding="utf-8")
+        imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom) and node.module}
+        missing = {m for m in imported if m.startswith(shaping)} - set(spec.code)
+        assert not missing, f"{spec.name}: {sorted(missing)} not in its code list"
