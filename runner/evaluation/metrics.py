@@ -56,13 +56,18 @@ def fact_recall(prediction: str, reference: str) -> float:
     return len(terms & comparable_terms(prediction)) / len(terms)
 
 
+def new_terms(reference: str, question: str, key_terms: Sequence[str] | None = None) -> set[str]:
+    """The key terms an answer adds to the question: the reference's (or ``key_terms``) the question lacks."""
+    terms = comparable_terms(" ".join(key_terms)) if key_terms else comparable_terms(reference)
+    return terms - comparable_terms(question)
+
+
 def new_term_recall(prediction: str, reference: str, question: str, key_terms: Sequence[str] | None = None) -> float:
     """Share of the reference's key terms that the question does not hold and the prediction does.
 
     What an answer adds: a model that repeats the question scores 0. ``key_terms`` (a probe's own
     list) replaces the terms read from the reference. NaN when the question leaves no term to add."""
-    terms = comparable_terms(" ".join(key_terms)) if key_terms else comparable_terms(reference)
-    new = terms - comparable_terms(question)
+    new = new_terms(reference, question, key_terms)
     if not new:
         return float("nan")
     return len(new & comparable_terms(prediction)) / len(new)

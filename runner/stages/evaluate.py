@@ -38,7 +38,7 @@ from runner.core.errors import InputError
 from runner.core.jsonl import read_jsonl, write_jsonl
 from runner.llm import ChatRequest, create_llm
 from runner.llm.resumable import latest_results, raise_if_too_many_failed, response_fields, run_resumable
-from runner.evaluation.metrics import fact_recall, new_term_recall, paired_delta, rouge_l, token_f1
+from runner.evaluation.metrics import fact_recall, new_term_recall, new_terms, paired_delta, rouge_l, token_f1
 from runner.questions.facts import comparable_terms
 from runner.evaluation.report import SET_ORDER, draw_chart, render_report
 from runner.core.stage import StageContext, StageResult
@@ -114,8 +114,7 @@ def trained_terms(train_file: Path) -> set[str]:
 
 def covered_by(row: dict[str, Any], taught: set[str]) -> bool:
     """A probe is covered when the training data holds every key term its answer adds to its question."""
-    terms = comparable_terms(" ".join(row["key_terms"])) if row.get("key_terms") else comparable_terms(row["reference"])
-    return (terms - comparable_terms(row["question"])) <= taught
+    return new_terms(row["reference"], row["question"], row.get("key_terms")) <= taught
 
 
 def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, Any]]]:
