@@ -6,6 +6,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -133,3 +134,15 @@ def legacy_rope_keys(config: dict[str, Any]) -> dict[str, Any]:
     if params.get("rope_type", "default") != "default" and not config.get("rope_scaling"):
         legacy["rope_scaling"] = {k: v for k, v in params.items() if k != "rope_theta"}
     return legacy
+
+
+# "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are ...' }}{% endif %}":
+# a chat template that writes its own system prompt when the messages bring none (SmolLM2, Qwen2)
+_DEFAULT_SYSTEM = re.compile(r"\{%-?\s*if\s[^%]*messages\[0\]\[['\"]role['\"]\]\s*!=\s*['\"]system['\"][^%]*%\}.*?\{%-?\s*endif\s*-?%\}", re.DOTALL)
+
+
+def without_default_system(template: str) -> str:
+    """``template`` without the system prompt it writes when the messages bring none (unchanged when it writes
+    none): the tuned model trains and answers with no system prompt unless one is configured, and on a short
+    record the default one is a fifth of the tokens (16 of 72 for SmolLM2's)."""
+    return _DEFAULT_SYSTEM.sub("", template)

@@ -124,7 +124,7 @@ _QUESTION_PROMPTS = ("prompts.question_system", "prompts.question_user", "prompt
 _ANSWER_PROMPTS = ("prompts.answer_system", "prompts.answer_user", "prompts.check_system", "prompts.check_user", "prompts.fact_examples")
 
 _STRUCTURE_CODE = ("runner.documents.structure", "runner.documents.structure.records", "runner.documents.structure.layouts", "runner.documents.structure.sentences")
-_LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable")
+_LLM_CODE = ("runner.llm.base", "runner.llm.llama_cpp", "runner.llm.openai_compat", "runner.llm.resumable", "runner.core.models")
 
 STAGES: tuple[StageSpec, ...] = (
     StageSpec(
@@ -182,7 +182,7 @@ STAGES: tuple[StageSpec, ...] = (
     StageSpec(
         "train",
         "runner.stages.train",
-        ("train", "dataset.format"),
+        ("train", "dataset.format", "model.system_prompt"),
         ("dataset", "prepare_model"),
         resumable=True,
         fingerprint=_train_code_fingerprint,
@@ -193,7 +193,7 @@ STAGES: tuple[StageSpec, ...] = (
         (
             "eval.probes", "eval.max_tokens", "eval.max_questions", "eval.train_sample", "eval.openbook_questions",
             "eval.bootstrap_samples", "eval.seed", "prompts.answer_system", "prompts.answer_user", "generate.topic",
-            "model.chat_format", "llm.n_ctx", "index.embedding_model",
+            "model.chat_format", "model.system_prompt", "llm.n_ctx", "index.embedding_model",
         ),
         ("answer", "dataset", "train"),
         fingerprint=lambda cfg, root: [_probes_fingerprint(cfg, root), _gguf_fingerprint(cfg, root)],

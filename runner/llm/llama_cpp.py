@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from runner.core.errors import ConfigError
+from runner.core.models import without_default_system
 from runner.llm.base import ChatRequest, ChatResponse
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,10 @@ class LlamaCppLLM:
     generating, so callers can log tokens per second.
     """
 
-    def __init__(self, model_path: Path | str, llm_cfg: Any, lora_path: Path | str | None = None, chat_format: str | None = None):
+    def __init__(
+        self, model_path: Path | str, llm_cfg: Any, lora_path: Path | str | None = None, chat_format: str | None = None,
+        default_system: bool = True,
+    ):
         import llama_cpp
 
         self._lc = llama_cpp
@@ -142,7 +146,7 @@ class LlamaCppLLM:
         )
         self._vocab = self._llama._model.vocab
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
-        self._formatter, template_source = self._make_formatter(chat_format)
+        self._formatter, template_source = self._make_formatter(chat_format, default_system)
         self._pieces: dict[int, bytes] = {}
         self._grammars: dict[str, str] = {}
         self._candidates: Any = None  # reusable llama_token_data buffer over the whole vocabulary
@@ -165,7 +169,9 @@ class LlamaCppLLM:
 
     # ---- prompt preparation -------------------------------------------------------------
 
-    def _make_formatter(self, chat_format: str | None) -> tuple[Any, str]:
+    def _make_formatter(self, chat_format: str | None, default_system: bool = True) -> tuple[Any, str]:
+        """The chat formatter; ``default_system=False`` leaves out the system prompt a GGUF's template writes when
+        the messages bring none (the eval asks the tuned model as it trained: runner/train/data.py)."""
         from llama_cpp import llama_chat_format
 
         if chat_format and chat_format not in ("gguf", "chat_template.default"):
@@ -181,6 +187,8 @@ class LlamaCppLLM:
             return llama_chat_format.format_chatml, "chatml (fallback)"
         model = self._llama._model
         eos, bos = self._llama.token_eos(), self._llama.token_bos()
+        if not default_system:
+            template = without_default_system(template)
         formatter = llama_chat_format.Jinja2ChatFormatter(
             template=template,
             eos_token=model.token_get_text(eos) if eos != -1 else "",

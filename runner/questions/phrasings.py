@@ -104,3 +104,30 @@ def cloze_questions(fact: str, topic: str, limit: int) -> list[tuple[str, str]]:
         where = f"the {topic} manual" if topic else "the manual"
         found.append((f'Fill in the blank from {where}: "{blanked}"', fact[start:start + len(term)]))
     return found
+
+
+# the value a default names: what follows "defaults to", "(default:" or "the default of X is", up to the end of that clause
+_VALUE = r"(.+?)(?=\s\(|\)|[,;](?:\s|$)|\s(?:and|but|or|which|when|unless|if)\s|\.(?:\s|$)|$)"
+_DEFAULT_VALUE = re.compile(rf"(?:\bdefaults? (?:to|is)|\(default:?)\s+{_VALUE}")
+
+
+def default_value(sentence: str, identifier: str) -> str | None:
+    """The default value ``sentence`` gives ``identifier`` (the first default named after it), or None."""
+    start = sentence.find(identifier)
+    if start < 0:
+        return None
+    named_first = re.search(  # "The default value of IFS is ...", "For X, the default is ..."
+        rf"\b(?:[Tt]he default(?: value)? (?:of|for) [^.]*?{re.escape(identifier)}\W*(?: (?:of|in) [^,;]+?)? is|{re.escape(identifier)}\W*,? the default(?: value)? is)\s+{_VALUE}",
+        sentence,
+    )
+    match = named_first or _DEFAULT_VALUE.search(sentence, start + len(identifier))
+    return match.group(1).strip() if match else None
+
+
+def precise_answer(question_kind: str, sentence: str, identifier: str) -> str | None:
+    """What a template question asks for, where it asks one value of its sentence (a default), else None:
+    the sentence "node.data_dir defaults to /var/lib/q, node.name defaults to the host name" answers
+    "What is the default value of node.name?" with "the host name", not with the other key's path."""
+    if question_kind in ("default_value", "option_default") and identifier:
+        return default_value(sentence, identifier)
+    return None

@@ -12,9 +12,14 @@ fact was trained. So, per fact of the generate stage (``facts.jsonl``):
 
 Split (``dataset.split_by``):
 - ``phrasing`` (default): a fact with two or more independent phrasings keeps one (with its rewrites)
-  out for validation, and the fact still trains; ``dataset.unseen_fraction`` of the facts is held out
-  whole (their sentences are cut from the chunk texts too), as a control;
+  out for validation, and the fact still trains; more trained facts are asked with their most checkable
+  term blanked (never trained) until ``dataset.heldout_questions`` are held out; ``dataset.unseen_fraction``
+  of the facts is held out whole (their sentences are cut from the chunk texts too), as a control, asked
+  with a question and with a blank;
 - ``question`` / ``chunk``: ``dataset.valid_fraction`` of the pairs, grouped by question text or chunk.
+
+No kind of record is above ``dataset.max_kind_share`` of the training records (the largest are cut).
+An eval question's reference is what it asks for: a default's value, a blanked term, else the answer.
 
 Outputs: train.jsonl (question/answer records in ``dataset.format``, text records as {"text"}),
 valid.jsonl (the held-out phrasings), provenance.jsonl, eval_sets.jsonl (heldout, unseen and the
@@ -37,7 +42,7 @@ from runner.core.errors import InputError
 from runner.questions.facts import CHARS_PER_TOKEN
 from runner.questions.fact_selection import fact_id as make_fact_id
 from runner.core.jsonl import read_jsonl, write_jsonl
-from runner.questions.phrasings import anchor_question, cloze_questions, rewrites, unique_anchors
+from runner.questions.phrasings import anchor_question, cloze_questions, precise_answer, rewrites, unique_anchors
 from runner.core.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,15 @@ class Phrasing:
     qid: str
     context_chunk_ids: list[str] = field(default_factory=list)  # what a RAG answer read
     rewrites: list[str] = field(default_factory=list)
+    template: str = ""  # a template question's kind (default_value, option_purpose, ...)
+    reference: str = ""  # what the question asks for, where that is less than the answer (a default's value, a blanked term)
+
+    @property
+    def kind(self) -> str:
+        """The record kind the dataset balances: model_written, template:<kind>, anchor or cloze."""
+        if self.strategy in _MODEL_WRITTEN:
+            return "model_written"
+        return f"template:{self.template or 'other'}" if self.strategy == "template" else self.strategy
 
 
 @dataclass
@@ -65,7 +79,10 @@ class FactPlan:
     heldout: Optional[Phrasing] = None
     unseen: bool = False
     anchor: Optional[Phrasing] = None  # the question anchored on an identifier only this fact names
-    cloze: list[Phrasing] = field(default_factory=list)  # fill-in-the-blank questions, answered by the blanked term
+    cloze: list[Phrasing] = field(default_factory=list)  # trained fill-in-the-blank questions, answered by the blanked term
+    # the fill-in-the-blank question this fact is asked with when it is held out or unseen (its most checkable term
+    # blanked, never trained), when it has one
+    cloze_heldout: Optional[Phrasing] = None
 
 
 def format_record(question: str, answer: str, fmt: str) -> dict[str, Any]:
@@ -134,7 +151,10 @@ def plan_facts(
                                           "fact_id": key, "text": record.get("fact") or record["answer"], "kind": "sentence",
                                           "heading": record.get("heading") or ""})
         if _normalize(record["question"]) not in {_normalize(p.question) for p in plan.phrasings}:
-            plan.phrasings.append(Phrasing(record["question"], record["answer"], record.get("strategy") or "", record["qid"], list(record.get("context_chunk_ids") or [])))
+            template = record.get("template") or ""
+            precise = precise_answer(template, record["answer"], record.get("answer_hint") or "") if template else None
+            plan.phrasings.append(Phrasing(record["question"], record["answer"], record.get("strategy") or "", record["qid"],
+                                           list(record.get("context_chunk_ids") or []), template=template, reference=precise or ""))
     anchors = unique_anchors(p.fact["text"] for p in plans.values() if p.fact.get("kind") != "excerpt")
     for plan in plans.values():
         heading = plan.fact.get("heading") or ""
@@ -147,27 +167,39 @@ def plan_facts(
         for phrasing in plan.phrasings:
             phrasing.rewrites = rewrites(phrasing.question, topic, heading)
         if plan.fact.get("kind") in ("sentence", "record"):
-            plan.cloze = [
-                Phrasing(question, term, "cloze", f"{plan.fact['fact_id']}-cloze{i}")
-                for i, (question, term) in enumerate(cloze_questions(plan.fact["text"], topic, cloze_per_fact))
+            blanks = [
+                Phrasing(question, term, "cloze", f"{plan.fact['fact_id']}-cloze{i}", reference=term)
+                for i, (question, term) in enumerate(cloze_questions(plan.fact["text"], topic, cloze_per_fact + 1))
             ]
+            # the first blank (the fact's most checkable term) is kept for asking the fact when it is held out, so it
+            # is trained only when the fact is not; a blank whose term the question still shows is no question
+            if blanks and blanks[0].answer.lower() not in blanks[0].question.lower():
+                plan.cloze_heldout = blanks[0]
+            plan.cloze = blanks[:cloze_per_fact]
     return list(plans.values())
 
 
-def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int, valid_fraction: float = 0.2) -> None:
-    """Mark ``unseen_fraction`` of the askable facts unseen; from every other fact with two or more
-    phrasings hold one out (a model-written one when there is one, else a template one), seeded."""
+def hold_out(plans: list[FactPlan], unseen_fraction: float, seed: int, valid_fraction: float = 0.2, heldout_questions: int = 0) -> None:
+    """Mark ``unseen_fraction`` of the askable facts unseen; from every other fact with two or more phrasings hold
+    one out (a model-written one when there is one, else a template one); then, until ``heldout_questions``
+    are held out, trained facts in a seeded order hold out their fill-in-the-blank question. Seeded."""
     rng = random.Random(seed)
-    askable = [p for p in plans if p.phrasings]
+    askable = [p for p in plans if p.phrasings or p.cloze_heldout]
     for plan in rng.sample(askable, round(unseen_fraction * len(askable))) if unseen_fraction else []:
         plan.unseen = True
     for plan in plans:
         # what is held out is a question someone would ask (model-written, else a template); the anchored and
-        # fill-in-the-blank questions count as phrasings the fact trains with, but are never held out
-        askable = [p for p in plan.phrasings if p.strategy in _MODEL_WRITTEN] or [p for p in plan.phrasings if p.strategy == "template"]
-        if plan.unseen or not askable or len(plan.phrasings) + len(plan.cloze) < 2:
+        # fill-in-the-blank questions count as phrasings the fact trains with
+        choices = [p for p in plan.phrasings if p.strategy in _MODEL_WRITTEN] or [p for p in plan.phrasings if p.strategy == "template"]
+        if plan.unseen or not choices or len(plan.phrasings) + len(plan.cloze) < 2:
             continue
-        plan.heldout = rng.choice(askable)
+        plan.heldout = rng.choice(choices)
+    # a fact the model left one phrasing of is still asked in a wording it did not train: its sentence with its
+    # most checkable term blanked (the term is the answer), so a real manual gets a held-out set that can decide
+    singles = [p for p in plans if not p.unseen and p.heldout is None and p.cloze_heldout is not None]
+    for plan in rng.sample(singles, min(len(singles), max(0, heldout_questions - sum(p.heldout is not None for p in plans)))):
+        plan.heldout = plan.cloze_heldout
+        plan.cloze = [c for c in plan.cloze if c.answer != plan.cloze_heldout.answer]
     if not any(p.heldout for p in plans):
         # a small corpus where no fact has a second phrasing: valid_fraction of the facts with a question hold
         # it out, and the fact trains as text (and through its anchored question, when it has one), so
@@ -205,18 +237,20 @@ def _chunk_text(chunk: dict[str, Any], cut: list[str]) -> str:
 def _origin(kind: str, fact: dict[str, Any], phrasing: Optional[Phrasing] = None, form: str = "") -> dict[str, Any]:
     """Where a record comes from (its provenance line, without split and line number)."""
     return {
-        "kind": kind, "fact_id": fact["fact_id"], "qid": phrasing.qid if phrasing else None,
+        "kind": kind, "record_kind": phrasing.kind if phrasing else kind, "fact_id": fact["fact_id"], "qid": phrasing.qid if phrasing else None,
         "context_chunk_ids": phrasing.context_chunk_ids if phrasing else None,
         "strategy": phrasing.strategy if phrasing else None, "phrasing": form or None,
         **{k: fact.get(k) for k in ("chunk_id", "doc_id", "source", "page", "heading")},
     }
 
 
-def _eval_row(set_name: str, question: str, answer: str, plan: FactPlan, chunks: dict[str, dict[str, Any]], qid: str) -> dict[str, Any]:
+def _eval_row(set_name: str, question: str, phrasing: Phrasing, plan: FactPlan, chunks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An eval question; its reference is what the question asks for (a default's value, a blanked term) where
+    that is less than the trained answer, so an answer is not scored on the rest of the sentence."""
     chunk = chunks.get(plan.fact.get("chunk_id"), {})
     context = _chunk_text(chunk, []) if chunk else plan.fact["text"]
-    return {"set": set_name, "id": f"{set_name}:{qid}", "question": question, "reference": answer,
-            "fact_id": plan.fact["fact_id"], "chunk_id": plan.fact.get("chunk_id"), "context": context}
+    return {"set": set_name, "id": f"{set_name}:{phrasing.qid}", "question": question, "reference": phrasing.reference or phrasing.answer,
+            "answer": phrasing.answer, "kind": phrasing.kind, "fact_id": plan.fact["fact_id"], "chunk_id": plan.fact.get("chunk_id"), "context": context}
 
 
 @dataclass
@@ -237,21 +271,20 @@ def build_records(plans: list[FactPlan], chunks: dict[str, dict[str, Any]], ds: 
     held-out choices; otherwise the phrasings whose qid is in ``valid_qids`` are validation."""
     built = Built()
     for plan in plans:
-        if plan.unseen:
-            if plan.phrasings:
-                first = plan.phrasings[0]
-                built.eval_rows.append(_eval_row("unseen", first.question, first.answer, plan, chunks, first.qid))
+        if plan.unseen:  # asked as a person would ask it, and with its term blanked
+            for phrasing in plan.phrasings[:1] + ([plan.cloze_heldout] if plan.cloze_heldout else []):
+                built.eval_rows.append(_eval_row("unseen", phrasing.question, phrasing, plan, chunks))
             continue
         held = [plan.heldout] if plan.heldout else [p for p in plan.phrasings if p.qid in valid_qids]
         for phrasing in held:
             built.add("valid", format_record(phrasing.question, phrasing.answer, ds.format), _origin("qa", plan.fact, phrasing, "base"))
-            built.eval_rows.append(_eval_row("heldout", phrasing.question, phrasing.answer, plan, chunks, phrasing.qid))
-        trained_plan = FactPlan(plan.fact, [p for p in plan.phrasings if p not in held])
+            built.eval_rows.append(_eval_row("heldout", phrasing.question, phrasing, plan, chunks))
+        trained_plan = FactPlan(plan.fact, [p for p in plan.phrasings if p not in held and p is not plan.cloze_heldout])
         for question, phrasing, form in trained_pairs(trained_plan, ds.phrasings_per_fact):
             for _ in range(ds.mix.qa):
                 built.add("train", format_record(question, phrasing.answer, ds.format), _origin("qa", plan.fact, phrasing, form))
             if form == "base":
-                built.eval_rows.append(_eval_row("train", question, phrasing.answer, plan, chunks, phrasing.qid))
+                built.eval_rows.append(_eval_row("train", question, phrasing, plan, chunks))
         for cloze in plan.cloze:
             for _ in range(ds.mix.qa):
                 built.add("train", format_record(cloze.question, cloze.answer, ds.format), _origin("qa", plan.fact, cloze, "cloze"))
@@ -266,6 +299,58 @@ def build_records(plans: list[FactPlan], chunks: dict[str, dict[str, Any]], ds: 
         for _ in range(ds.mix.chunk_text if text else 0):
             built.add("train", {"text": text}, origin)
     return built
+
+
+def kind_limits(counts: Counter[str], max_share: float) -> dict[str, int]:
+    """Records each kind may keep so that none is above ``max_share`` of the total. With too few kinds for
+    that share (three kinds cannot each be under 30 %) the share is 1 / kinds. The largest kind is cut first,
+    to ``max_share`` of what the others then hold; cutting it can lift another kind over, so repeat."""
+    share = max(max_share, 1.0 / max(1, len(counts)))
+    limits = dict(counts)
+    while True:
+        total = sum(limits.values())
+        kind = max(limits, key=lambda k: (limits[k], k))
+        if limits[kind] <= share * total + 1e-9 or share >= 1.0:
+            return limits
+        others = total - limits[kind]
+        limits[kind] = max(1, math.floor(share * others / (1 - share) + 1e-9))
+
+
+def cap_kinds(built: Built, max_share: float, seed: int) -> dict[str, int]:
+    """Drop training records of the kinds above ``max_share`` (rewrites first; never a fact's last record), so
+    that no one kind of record teaches the model one answer form; return the records dropped per kind. Train
+    eval rows whose question no longer trains go too."""
+    train_rows = [p for p in built.provenance if p["split"] == "train"]
+    counts = Counter(p["record_kind"] for p in train_rows)
+    limits = kind_limits(counts, max_share)
+    rng = random.Random(seed)
+    per_fact = Counter(p["fact_id"] for p in train_rows)
+    dropped: set[int] = set()
+    for kind, limit in limits.items():
+        excess = counts[kind] - limit
+        if excess <= 0:
+            continue
+        lines = [p["line"] for p in train_rows if p["record_kind"] == kind]
+        order = sorted(lines, key=lambda line: (train_rows[line]["phrasing"] != "rewrite", rng.random()))
+        for line in order:  # a fact's last training record stays, over the cap if need be: every fact trains
+            if excess and per_fact[train_rows[line]["fact_id"]] > 1:
+                dropped.add(line)
+                per_fact[train_rows[line]["fact_id"]] -= 1
+                excess -= 1
+    if dropped:
+        kept = [line for line in range(len(built.train)) if line not in dropped]
+        built.train = [built.train[line] for line in kept]
+        renumbered = [{**train_rows[old], "line": new} for new, old in enumerate(kept)]
+        built.provenance = renumbered + [p for p in built.provenance if p["split"] == "valid"]
+        still_trained = {_normalize(_record_question(r)) for r in built.train}
+        built.eval_rows = [r for r in built.eval_rows if r["set"] != "train" or _normalize(r["question"]) in still_trained]
+    return dict(Counter(train_rows[line]["record_kind"] for line in dropped))
+
+
+def _record_question(record: dict[str, Any]) -> str:
+    if "messages" in record:
+        return next((m["content"] for m in record["messages"] if m["role"] == "user"), "")
+    return record.get("prompt") or record.get("text") or ""
 
 
 def _legacy_valid_qids(plans: list[FactPlan], ds: Any) -> set[str]:
@@ -316,10 +401,11 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
         )
     valid_qids: set[str] = set()
     if ds.split_by == "phrasing":
-        hold_out(plans, ds.unseen_fraction, ds.seed, ds.valid_fraction)
+        hold_out(plans, ds.unseen_fraction, ds.seed, ds.valid_fraction, ds.heldout_questions)
     else:
         valid_qids = _legacy_valid_qids(plans, ds)
     built = build_records(plans, chunks, ds, valid_qids)
+    capped = cap_kinds(built, ds.max_kind_share, ds.seed) if ds.max_kind_share < 1 else {}
     order = list(range(len(built.train)))
     random.Random(ds.seed).shuffle(order)  # kinds and facts interleaved; the trainer batches by length
     train = [built.train[i] for i in order]
@@ -332,6 +418,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
     write_jsonl(ctx.work_dir / Dataset.PROVENANCE, provenance)
     write_jsonl(ctx.work_dir / Dataset.EVAL_SETS, built.eval_rows)
     metrics = dataset_metrics(plans, built, provenance)
+    metrics.update({f"dropped_by_kind_cap/{kind}": float(n) for kind, n in capped.items()})
     pages = read_jsonl(ctx.inputs["ingest"] / Ingest.PAGES)
     trained_facts = [p.fact for p in plans if not p.unseen and p.fact.get("source") is not None]
     metrics["pages_covered_share"] = draw_coverage(pages, trained_facts, ctx.work_dir / Dataset.COVERAGE)
@@ -348,6 +435,7 @@ def run(cfg: Any, ctx: StageContext) -> StageResult:
 
 def dataset_metrics(plans: list[FactPlan], built: Built, provenance: list[dict[str, Any]]) -> dict[str, float]:
     kinds = Counter(p["kind"] for p in provenance if p["split"] == "train")
+    record_kinds = Counter(p["record_kind"] for p in provenance if p["split"] == "train")
     per_fact = Counter(p["fact_id"] for p in provenance if p["split"] == "train" and p["kind"] == "qa")
     trained = [p for p in plans if not p.unseen]
     chars = [len(_record_text(r)) for r in built.train] or [0]
@@ -367,6 +455,8 @@ def dataset_metrics(plans: list[FactPlan], built: Built, provenance: list[dict[s
         "train_approx_tokens": sum(chars) / CHARS_PER_TOKEN,
         "train_record_chars_mean": statistics.mean(chars),
         **{f"eval_{name}_size": float(sets[name]) for name in ("heldout", "unseen", "train")},
+        # the mix the model trains on: each kind's share of the training records
+        **{f"kind_share/{kind}": n / max(1, len(built.train)) for kind, n in sorted(record_kinds.items())},
     }
 
 

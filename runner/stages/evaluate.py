@@ -147,9 +147,11 @@ def load_eval_sets(cfg: Any, ctx: StageContext) -> dict[str, list[dict[str, Any]
 
 
 def answer_messages(set_name: str, row: dict[str, Any], cfg: Any) -> list[dict[str, str]]:
-    """Closed-book: the question alone, as in training. Open-book: the configured answer prompt with the fact's chunk."""
+    """Closed-book: the question alone (after ``model.system_prompt``, when set), as in training. Open-book: the
+    configured answer prompt with the fact's chunk."""
     if set_name != OPENBOOK:
-        return [{"role": "user", "content": row["question"]}]
+        system = [{"role": "system", "content": cfg.model.system_prompt}] if cfg.model.system_prompt else []
+        return [*system, {"role": "user", "content": row["question"]}]
     prompts, topic = cfg.prompts, cfg.generate.topic
     messages = [{"role": "system", "content": prompts.answer_system.format(topic=topic)}] if prompts.answer_system else []
     messages.append({"role": "user", "content": prompts.answer_user.format(topic=topic, question=row["question"], context=row["context"])})
@@ -222,7 +224,7 @@ def _answer_with_both_models(cfg: Any, ctx: StageContext, prompts: dict[str, lis
     llm_cfg = OmegaConf.merge(cfg.llm, {"backend": "llama_cpp", "temperature": 0.0})
     answers = {}
     for model, lora in (("base", None), ("tuned", adapter)):
-        llm = create_llm(llm_cfg, cfg.model, ctx.root, lora_path=lora)
+        llm = create_llm(llm_cfg, cfg.model, ctx.root, lora_path=lora, default_system=False)
         try:
             path = ctx.work_dir / f"{model}_answers.jsonl"
             answers[model] = answer_all(llm, prompts, cfg.eval.max_tokens, path, f"eval {model}", cfg.llm.max_error_share)

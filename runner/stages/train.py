@@ -111,6 +111,7 @@ def build_job(cfg: Any, ctx: StageContext) -> TrainJob:
         base_hf_dir=str(base_hf),
         data_dir=str(data_dir),
         data_format=cfg.dataset.format,
+        system_prompt=cfg.model.system_prompt,
         adapter_dir=str(ctx.work_dir / Train.ADAPTER_DIR),
         checkpoint_dir=str(ctx.work_dir / CHECKPOINTS_DIR),
         fuse_dir=str(ctx.work_dir / FUSED_DIR) if train.fuse else None,

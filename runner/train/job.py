@@ -30,6 +30,7 @@ class TrainJob(TrainConfig):
     adapter_dir: str = field(metadata={"help": "Where the exported adapter (with its config) is written."})
     checkpoint_dir: str = field(metadata={"help": "Periodic checkpoints and the best adapter so far; read to resume."})
     fuse_dir: Optional[str] = field(default=None, metadata={"help": "Write the base model with the adapter merged here."})
+    system_prompt: Optional[str] = field(default=None, metadata={"help": "The chats' system turn; none = no system prompt at all."})
     reference_file: Optional[str] = field(
         default=None, metadata={"help": "Where the trainer's next-token logits on a few training records go (export check)."}
     )

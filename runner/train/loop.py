@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runner.train.checkpoints import BestAdapter, latest_checkpoint
-from runner.train.data import Row, batch_stream, length_batches, padded_width, validation_batches
+from runner.train.data import Row, batch_stream, length_batches, padded_width, token_counts, validation_batches
 from runner.train.job import Emit, TrainJob
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def run_job(job: TrainJob, trainer: Trainer, train_rows: list[Row], valid_rows: 
         write_reference(Path(job.reference_file), checked, base_logits, [trainer.logits(tokens) for tokens in checked])
     exported_loss = result.best_val_loss if result.best_iteration else result.last_val_loss
     return {
+        **token_counts(train_rows),
         "val/loss_before": loss_before,
         "val/loss_after": exported_loss,  # the exported (best) adapter's
         "val/loss_best": result.best_val_loss,

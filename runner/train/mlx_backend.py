@@ -41,8 +41,8 @@ def train_mlx(job: TrainJob, emit: Emit) -> dict[str, Any]:
     model, tokenizer, model_config = load(str(model_dir), model_config=rope, return_config=True)
 
     data_dir = Path(job.data_dir)
-    train_rows = load_rows(data_dir / "train.jsonl", tokenizer, job.mask_prompt)
-    valid_rows = load_rows(data_dir / "valid.jsonl", tokenizer, job.mask_prompt)
+    train_rows = load_rows(data_dir / "train.jsonl", tokenizer, job.mask_prompt, system_prompt=job.system_prompt)
+    valid_rows = load_rows(data_dir / "valid.jsonl", tokenizer, job.mask_prompt, system_prompt=job.system_prompt)
     if len(train_rows) < job.batch_size:
         raise ConfigError(f"train.batch_size={job.batch_size} is invalid: the training set has only {len(train_rows)} records")
 

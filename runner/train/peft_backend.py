@@ -43,8 +43,8 @@ def train_peft(job: TrainJob, emit: Emit) -> dict[str, Any]:
     trainable, everything = model.get_nb_trainable_parameters()
 
     data_dir = Path(job.data_dir)
-    train_rows = load_rows(data_dir / "train.jsonl", tokenizer, job.mask_prompt)
-    valid_rows = load_rows(data_dir / "valid.jsonl", tokenizer, job.mask_prompt)
+    train_rows = load_rows(data_dir / "train.jsonl", tokenizer, job.mask_prompt, system_prompt=job.system_prompt)
+    valid_rows = load_rows(data_dir / "valid.jsonl", tokenizer, job.mask_prompt, system_prompt=job.system_prompt)
     if len(train_rows) < job.batch_size:
         raise ConfigError(f"train.batch_size={job.batch_size} is invalid: the training set has only {len(train_rows)} records")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)

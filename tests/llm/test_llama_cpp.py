@@ -158,3 +158,20 @@ def test_named_chat_format_and_unknown_name(llm):
         chatml.close()
     with pytest.raises(ConfigError, match="chat_format"):
         LlamaCppLLM(llm.model_path, llm.cfg, chat_format="no-such-format")
+
+
+def test_without_the_default_system_prompt_a_chat_is_only_its_own_turns(llm):
+    """The eval asks the tuned model as it trained: no system turn unless the messages bring one (SmolLM2's
+    template writes "You are a helpful AI assistant named SmolLM ..." otherwise)."""
+    from runner.llm.llama_cpp import LlamaCppLLM
+
+    bare = LlamaCppLLM(llm.model_path, llm.cfg, default_system=False)
+    try:
+        ask = ChatRequest(messages=COUNT, max_tokens=8)
+        with_default, without = llm._prepare(ask).tokens, bare._prepare(ask).tokens
+        assert "SmolLM" in llm._llama.detokenize(with_default).decode() and "SmolLM" not in bare._llama.detokenize(without).decode()
+        assert without == with_default[len(with_default) - len(without):] and len(with_default) - len(without) >= 15
+        # a system turn the messages bring is kept as it was
+        assert bare._prepare(ChatRequest(messages=QUESTIONS, max_tokens=8)).tokens == llm._prepare(ChatRequest(messages=QUESTIONS, max_tokens=8)).tokens
+    finally:
+        bare.close()

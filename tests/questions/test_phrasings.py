@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.questions.phrasings import anchor_question, identifiers, rewrites, unique_anchors
+from runner.questions.phrasings import anchor_question, default_value, identifiers, precise_answer, rewrites, unique_anchors
 
 
 def test_rewrites_name_the_topic_and_section_and_reword_what_and_which() -> None:
@@ -46,3 +46,16 @@ def test_fill_in_the_blank_questions_blank_values_and_keys_first_each_once() -> 
     question, term = pairs[0]
     assert question == 'Fill in the blank from the Quillstream Relay manual: "The Admin API binds to ___ by default and reads /etc/quillstream/admin.token."'
     assert cloze_questions(fact, "Quillstream Relay", 0) == []
+
+
+def test_a_default_question_asks_for_the_value_its_key_is_given() -> None:
+    sentence = "The key node.data_dir defaults to /var/lib/quillstream, node.name defaults to the host name, and node.shutdown_timeout_s defaults to 30."
+    assert default_value(sentence, "node.shutdown_timeout_s") == "30"
+    assert default_value(sentence, "node.data_dir") == "/var/lib/quillstream"
+    assert default_value("The key limits.max_message_bytes defaults to 1048576 (1 MiB), and it can be raised.", "limits.max_message_bytes") == "1048576"
+    assert default_value("The option --y of tool sub defaults to 0.", "--y") == "0"
+    assert default_value("The default for the key x.y in /etc/a.conf is 5.", "x.y") == "5"
+    assert default_value("The key storage.retention_hours (default: 168) sets it.", "storage.retention_hours") == "168"
+    assert default_value("The key a.b accepts any value.", "a.b") is None
+    assert precise_answer("default_value", sentence, "node.name") == "the host name"
+    assert precise_answer("error_code", sentence, "node.name") is None  # a cause is the whole sentence

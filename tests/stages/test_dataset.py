@@ -246,7 +246,7 @@ def _texts(records: list[dict[str, Any]]) -> str:
 
 
 def test_every_fact_trains_and_one_phrasing_per_fact_is_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.mix.chunk_text=1", "generate.topic=Quillstream Relay"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.heldout_questions=0", "dataset.max_kind_share=1", "dataset.mix.chunk_text=1", "generate.topic=Quillstream Relay"])
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     train, valid = read_jsonl(work / Dataset.TRAIN), read_jsonl(work / Dataset.VALID)
     eval_rows = read_jsonl(work / Dataset.EVAL_SETS)
@@ -276,14 +276,17 @@ def test_unseen_facts_are_held_out_whole(composed_cfg: Callable[..., DictConfig]
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     trained_text = _texts(read_jsonl(work / Dataset.TRAIN))
     unseen = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "unseen"]
-    assert len(unseen) == result.metrics["facts_unseen"] == 2  # 40 % of the 5 askable facts
+    assert result.metrics["facts_unseen"] == 2  # 40 % of the 5 askable facts
+    # each asked twice: with its question (kept or anchored), and with its most checkable term blanked
+    assert len(unseen) == 4 and len({r["fact_id"] for r in unseen}) == 2
+    assert sorted(r["kind"] for r in unseen).count("cloze") == 2
     for row in unseen:
-        assert row["reference"] not in trained_text and row["question"] not in trained_text
+        assert row["answer"] not in trained_text and row["question"] not in trained_text
     assert result.metrics["facts_trained"] == 3
 
 
 def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.phrasings_per_fact=2", "dataset.mix.qa=2", "dataset.mix.fact_text=3", "dataset.mix.chunk_text=0"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.max_kind_share=1", "dataset.phrasings_per_fact=2", "dataset.mix.qa=2", "dataset.mix.fact_text=3", "dataset.mix.chunk_text=0"])
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     provenance = [p for p in read_jsonl(work / Dataset.PROVENANCE) if p["split"] == "train"]
     per_fact = Counter(p["fact_id"] for p in provenance if p["kind"] == "qa")
@@ -295,7 +298,7 @@ def test_phrasings_per_fact_caps_the_pairs_and_mix_sets_the_copies(composed_cfg:
 def test_a_small_corpus_holds_out_a_kept_question_its_anchor_replaces(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
     """No fact has a second phrasing: valid_fraction of the facts with a question hold it out, the fact trains
     as text (and through its anchored question when it names an identifier of its own), so learning is still measured."""
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.valid_fraction=0.5", "generate.topic=Quillstream Relay"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=0", "dataset.heldout_questions=0", "dataset.valid_fraction=0.5", "generate.topic=Quillstream Relay"])
     one_each = {1: ["How many channels does a node support at most?"], 2: ["How long does the archive profile keep messages?"]}
     result, work = _run_stage(cfg, _pairs(one_each), tmp_path, _facts())
     heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
@@ -310,7 +313,7 @@ def test_a_small_corpus_holds_out_a_kept_question_its_anchor_replaces(composed_c
 
 
 def test_fill_in_the_blank_questions_train_every_fact_and_are_never_held_out(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
-    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=2", "generate.topic=Quillstream Relay"])
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=2", "dataset.heldout_questions=0", "generate.topic=Quillstream Relay"])
     result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
     provenance = read_jsonl(work / Dataset.PROVENANCE)
     train = read_jsonl(work / Dataset.TRAIN)
@@ -323,3 +326,60 @@ def test_fill_in_the_blank_questions_train_every_fact_and_are_never_held_out(com
     heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
     assert len(heldout) == result.metrics["facts_heldout"] == 3
     assert not any("___" in r["question"] for r in read_jsonl(work / Dataset.EVAL_SETS))
+
+
+def test_facts_with_one_phrasing_are_asked_with_a_blank_until_there_are_heldout_questions(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    """A real manual's model leaves most facts one phrasing: those facts are asked with their most checkable term
+    blanked, a question never trained (the fact still trains), so the held-out set is as large as asked."""
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.cloze_per_fact=1", "dataset.heldout_questions=5", "generate.topic=Quillstream Relay"])
+    result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
+    heldout = [r for r in read_jsonl(work / Dataset.EVAL_SETS) if r["set"] == "heldout"]
+    # facts 0-2 hold out a kept question (fact 2's second phrasing is its trained blank), facts 3 and 4 a blank
+    assert len(heldout) == result.metrics["valid_size"] == 5
+    blanks = [r for r in heldout if r["kind"] == "cloze"]
+    assert len(blanks) == 2
+    train = read_jsonl(work / Dataset.TRAIN)
+    trained_text = _texts(train)
+    trained_questions = {r["messages"][0]["content"] for r in train if "messages" in r}
+    for row in blanks:
+        assert row["question"] not in trained_questions  # the blank is never trained, nor is its term blanked in training
+        assert not any(q.startswith(row["question"].split("___")[0]) and q.endswith(row["question"].split("___")[1]) for q in trained_questions)
+        assert row["reference"] == row["answer"] and row["reference"].lower() not in row["question"].lower()
+        assert next(f for f in FACT_SENTENCES if row["reference"] in f) in trained_text  # the fact trains
+
+
+def test_a_default_question_is_scored_against_the_value_it_asks_for(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.heldout_questions=0", "generate.topic=Quillstream Relay"])
+    sentence = "The key node.data_dir defaults to /var/lib/quillstream, node.name defaults to the host name, and node.shutdown_timeout_s defaults to 30."
+    fact = {"fact_id": "f9", "text": sentence, "kind": "sentence", "chunk_id": "c00009", "doc_id": "d001", "source": "manual.md", "page": 3, "heading": "2 Nodes"}
+    pairs = [
+        {"qid": f"t{i}", "question": f"What is the default value of {key}?", "answer": sentence, "fact": sentence, "fact_id": "f9", "answer_hint": key,
+         "chunk_id": "c00009", "doc_id": "d001", "source": "manual.md", "page": 3, "strategy": "template", "template": "default_value", "context_chunk_ids": []}
+        for i, key in enumerate(("node.data_dir", "node.shutdown_timeout_s"))
+    ]
+    _, work = _run_stage(cfg, pairs, tmp_path, [fact])
+    rows = {r["question"]: r for r in read_jsonl(work / Dataset.EVAL_SETS)}
+    asked = rows["What is the default value of node.shutdown_timeout_s?"] if "What is the default value of node.shutdown_timeout_s?" in rows else rows["What is the default value of node.data_dir?"]
+    assert asked["reference"] in ("30", "/var/lib/quillstream") and asked["answer"] == sentence  # trained on the sentence, scored on the value
+
+
+def test_kind_limits_cut_the_largest_kinds_to_the_share() -> None:
+    limits = dataset.kind_limits(Counter({"fact_text": 240, "model_written": 100, "anchor": 70, "template:default_value": 40, "cloze": 60}), 0.3)
+    total = sum(limits.values())
+    assert all(n <= 0.3 * total + 1e-9 for n in limits.values())
+    assert limits["model_written"] == 100 and limits["anchor"] == 70  # kinds under the share keep every record
+    # three kinds cannot each be under 30 %: the share becomes a third
+    assert dataset.kind_limits(Counter({"a": 90, "b": 10, "c": 10}), 0.3) == {"a": 10, "b": 10, "c": 10}
+
+
+def test_no_record_kind_trains_above_its_share_and_every_fact_still_trains(composed_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    cfg = composed_cfg(["dataset.unseen_fraction=0", "dataset.heldout_questions=0", "dataset.max_kind_share=0.4", "dataset.mix.fact_text=3", "generate.topic=Quillstream Relay"])
+    result, work = _run_stage(cfg, _pairs(QUESTIONS), tmp_path, _facts())
+    provenance = [p for p in read_jsonl(work / Dataset.PROVENANCE) if p["split"] == "train"]
+    shares = Counter(p["record_kind"] for p in provenance)
+    assert result.metrics["dropped_by_kind_cap/fact_text"] > 0
+    assert shares["fact_text"] <= 0.4 * len(provenance) + 1
+    assert result.metrics["kind_share/fact_text"] == pytest.approx(shares["fact_text"] / len(provenance))
+    assert {p["fact_id"] for p in provenance} >= {f["fact_id"] for f in _facts()}  # no fact lost its last record
+    train = read_jsonl(work / Dataset.TRAIN)
+    assert len(train) == len(provenance) and all(train[p["line"]] for p in provenance)
