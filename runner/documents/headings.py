@@ -17,6 +17,8 @@ _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 # "2.1 ", "A.3 ", "Chapter 4 ": numbering a heading line may carry that its outline title lacks
 _NUMBERING = re.compile(r"^(?:(?:chapter|section|part|appendix)\s+)?(?:\d+|[A-Z])(?:\.\d+)*\.?\s+", re.IGNORECASE)
 _LINE = re.compile(r"[^\n]*")
+# "Chapter 2" on its own line above the chapter's title: the chapter starts there (a PDF writes both)
+_CHAPTER_LABEL = re.compile(r"^\s*(?:chapter|appendix|part)\s+(?:\d+|[A-Z]|[IVXLC]+)\.?\s*$", re.IGNORECASE)
 _NOT_WORD = re.compile(r"[\W_]+")
 
 
@@ -88,11 +90,9 @@ def locate_heading(text: str, title: str, start: int = 0) -> int | None:
     for index, (offset, line) in enumerate(lines):
         following = _squash(lines[index + 1][1]) if index + 1 < len(lines) else ""
         for candidate in {_squash(line), _squash(_NUMBERING.sub("", line.strip()))}:
-            if candidate == wanted:
-                return offset
-            # a heading wrapped over two lines
-            if len(candidate) >= 3 and wanted.startswith(candidate) and (candidate + following).startswith(wanted):
-                return offset
+            # the title on its line, or a heading wrapped over two lines
+            if candidate == wanted or (len(candidate) >= 3 and wanted.startswith(candidate) and (candidate + following).startswith(wanted)):
+                return lines[index - 1][0] if index and _CHAPTER_LABEL.match(lines[index - 1][1]) else offset
     return None
 
 
@@ -103,6 +103,16 @@ def heading_path_at(page: dict[str, Any], offset: int) -> list[str]:
         if heading["offset"] <= offset:
             path = heading["path"]
     return path
+
+
+def heading_at(chunk: dict[str, Any], position: int) -> str:
+    """The heading in force at ``position`` of a chunk's text: the last heading starting in the chunk before it,
+    else the one in force where the chunk starts (a fact below a mid-chunk heading belongs to that heading)."""
+    heading = chunk.get("heading") or ""
+    for inner in chunk.get("headings") or []:
+        if inner["offset"] <= position:
+            heading = inner["title"]
+    return heading
 
 
 def _squash(text: str) -> str:

@@ -145,7 +145,7 @@ STAGES: tuple[StageSpec, ...] = (
         ("generate", *_QUESTION_PROMPTS, *_LLM_OUTPUT),
         ("chunk",),
         resumable=True,
-        code=("runner.questions.facts", "runner.questions.fact_selection", *_STRUCTURE_CODE, "runner.questions.templates", *_LLM_CODE),
+        code=("runner.questions.facts", "runner.questions.fact_selection", "runner.documents.headings", *_STRUCTURE_CODE, "runner.questions.templates", *_LLM_CODE),
         fingerprint=_local_llm_fingerprint,
     ),
     StageSpec(

@@ -8,16 +8,18 @@ Per chunk, in this order:
   sentence they lean on) become facts the model writes questions about;
 - a sentence that a template question explains (a key's default, an error code: runner/questions/templates.py)
   is a fact too, selected or not, with its fixed question.
-A fact keeps its chunk, page and section heading; the same sentence reached through two overlapping
-chunks is one fact.
+A fact keeps its chunk, page and the section heading in force where it stands (a heading that starts
+mid-chunk is its own); the same sentence reached through two overlapping chunks is one fact.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
 from typing import Any, Iterable
 
+from runner.documents.headings import heading_at
 from runner.questions.facts import answer_span, clean_sentences, extract_facts, fallback_facts, is_readable_text
 from runner.documents.structure import KINDS as STRUCTURE_KINDS
 from runner.documents.structure import consumed_lines, structured_facts, unambiguous
@@ -36,7 +38,19 @@ def facts_per_chunk(text: str, gen_cfg: Any) -> int:
     return max(1, min(gen_cfg.max_facts_per_chunk, wanted))
 
 
-def _fact(text: str, kind: str, chunk: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def position_in(text: str, chunk_text: str) -> int:
+    """Where ``text`` (whitespace normalized, as facts are) starts in ``chunk_text``; -1 when it is not there."""
+    found = chunk_text.find(text)
+    if found >= 0:
+        return found
+    words = text[:80].split()[:8]
+    match = re.search(r"\s+".join(re.escape(w) for w in words), chunk_text) if words else None
+    return match.start() if match else -1
+
+
+def _fact(text: str, kind: str, chunk: dict[str, Any], position: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A fact with its chunk, page and the section heading in force where it stands in the chunk."""
+    where = position_in(text, chunk["text"]) if position is None else position
     return {
         "fact_id": fact_id(text),
         "text": text,
@@ -45,7 +59,7 @@ def _fact(text: str, kind: str, chunk: dict[str, Any], **extra: Any) -> dict[str
         "doc_id": chunk["doc_id"],
         "source": chunk["source"],
         "page": chunk["page"],
-        "heading": chunk.get("heading") or "",
+        "heading": heading_at(chunk, where) if where >= 0 else chunk.get("heading") or "",
         **extra,
     }
 
@@ -105,7 +119,8 @@ def select_facts(chunks: list[dict[str, Any]], corpus: list[dict[str, Any]], cfg
     for chunk, record in _record_facts(corpus, topic, record_kinds) if record_kinds else []:
         if chunk["chunk_id"] not in selected_ids:
             continue
-        fact = add(_fact(record.sentence, "record", chunk, answer_hint=record.name, source_text=record.source_text))
+        line_start = sum(len(line) + 1 for line in chunk["text"].splitlines()[: record.first_line])
+        fact = add(_fact(record.sentence, "record", chunk, line_start, answer_hint=record.name, source_text=record.source_text))
         questions += [template_question(fact, question, kind, record.name) for kind, question in record.questions]
 
     for chunk in chunks:
@@ -124,7 +139,7 @@ def select_facts(chunks: list[dict[str, Any]], corpus: list[dict[str, Any]], cfg
     sentence_kinds = kinds - set(STRUCTURE_KINDS) | (kinds & {"env_var"})
     if sentence_kinds:
         corpus_sentences = [(chunk, sentence) for chunk in corpus for _, sentence in clean_sentences(_prose(chunk, topic, bool(record_kinds)))]
-        headings = {sentence: chunk.get("heading") or "" for chunk, sentence in corpus_sentences}
+        headings = {sentence: heading_at(chunk, max(0, position_in(sentence, chunk["text"]))) for chunk, sentence in corpus_sentences}
         by_sentence = template_questions((s for _, s in corpus_sentences), topic, sentence_kinds, headings)
         for chunk, sentence in corpus_sentences:
             if chunk["chunk_id"] not in selected_ids or sentence not in by_sentence:

@@ -2,8 +2,9 @@
 
 Splitting is done by semantic-text-splitter, which prefers paragraph, then sentence,
 then word boundaries, so chunks rarely cut a sentence in half. Chunks never cross
-pages, so every chunk keeps an exact (document, page) citation, and the section
-heading in force where it starts (one that starts mid-section inherits it).
+pages, so every chunk keeps an exact (document, page) citation, the section
+heading in force where it starts (one that starts mid-section inherits it), and the
+headings that start inside it, so a fact below one of them gets its own heading.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def split_pages(pages: list[dict[str, Any]], splitter: Any) -> list[dict[str, An
             text = piece.strip()
             if not text:
                 continue
-            path = heading_path_at(page, offset + len(piece) - len(piece.lstrip()))
+            start = offset + len(piece) - len(piece.lstrip())
+            path = heading_path_at(page, start)
             chunks.append(
                 {
                     "chunk_id": f"c{len(chunks):05d}",
@@ -57,6 +59,11 @@ def split_pages(pages: list[dict[str, Any]], splitter: Any) -> list[dict[str, An
                     "text": text,
                     "heading": path[-1] if path else None,
                     "heading_path": path,
+                    # the headings that start inside the chunk, at their offset in its text (a fact's own heading)
+                    "headings": [
+                        {"offset": h["offset"] - start, "title": h["title"]}
+                        for h in page.get("headings") or [] if start < h["offset"] < start + len(text)
+                    ],
                 }
             )
     return chunks

@@ -201,7 +201,7 @@ def collect_instructions(items: list[WorkItem], items_path: Path) -> tuple[list[
                     "doc_id": item.chunk["doc_id"],
                     "source": item.chunk["source"],
                     "page": item.chunk["page"],
-                    "heading": item.chunk.get("heading") or "",
+                    "heading": fact.get("heading") or item.chunk.get("heading") or "",
                     "fact": fact.get("text"),
                     "fact_id": fact.get("fact_id"),
                     "answer_hint": fact.get("answer_hint"),

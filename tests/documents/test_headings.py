@@ -17,6 +17,13 @@ def test_a_title_is_found_on_its_line_with_numbering_lost_spacing_and_quotes_ign
     assert locate_heading(PAGE_ONE, "Installation", start=1) is None
 
 
+def test_a_chapter_starts_at_its_chapter_label() -> None:
+    """"Chapter 2" above the title: text from the page top on is the new chapter's, not the last section's."""
+    page = "Chapter 2\nDebian package management\nNote\nThis chapter is written for Debian 13."
+    assert locate_heading(page, "Debian package management") == 0
+    assert locate_heading("end of a list.\nDebian package management\n", "Debian package management") == len("end of a list.\n")
+
+
 def test_pages_get_the_path_at_their_top_and_the_headings_starting_on_them() -> None:
     headings = [SourceHeading(1, 0, "Installation"), SourceHeading(1, 1, "System requirements"), SourceHeading(2, 1, "Network ports")]
     pages = page_headings([(1, PAGE_ONE), (2, PAGE_TWO)], headings, keep_unlocated=True)

@@ -55,3 +55,14 @@ def test_template_sentences_are_facts_even_when_not_among_the_chosen(composed_cf
     facts, questions = select_facts(chunks, chunks, cfg)
     assert {f["text"] for f in facts} == set(text.splitlines())
     assert [q["question"] for q in questions] == ["When does Quillstream Relay return error QSR-4022?"]
+
+
+def test_a_fact_below_a_heading_that_starts_mid_chunk_gets_that_heading(composed_cfg: Callable[..., DictConfig]) -> None:
+    cfg = composed_cfg(["generate.topic=Proxmox VE"])
+    text = OPTION_TABLE + "\nCeph monitors\nA cluster needs at least 3 monitors for quorum, and 5 tolerate 2 failed ones."
+    inner = text.index("Ceph monitors")
+    chunks = [{**_chunk("c0", text), "headings": [{"offset": inner, "title": "Ceph monitors"}]}]
+    facts, _ = select_facts(chunks, chunks, cfg)
+    heading = {f["text"]: f["heading"] for f in facts}
+    assert heading["A cluster needs at least 3 monitors for quorum, and 5 tolerate 2 failed ones."] == "Ceph monitors"
+    assert {h for t, h in heading.items() if "--min_size" in t} == {"Ceph pools"}  # the table rows above it

@@ -156,6 +156,10 @@ def test_each_chunk_carries_the_heading_in_force_where_it_starts(composed_cfg: C
     assert any(c["heading"] == "Lantern cache" and not c["text"].startswith("Lantern cache") for c in page_one)
     # page 2 opens mid-section: every chunk inherits the heading from page 1
     assert {c["heading"] for c in chunks if c["page"] == 2} == {"Lantern cache"}
+    # a chunk a heading starts inside lists it at its offset in the chunk's text, so a fact below it gets it
+    inside = [c for c in page_one if c["headings"]]
+    assert inside and all(c["text"][h["offset"]:].startswith(h["title"]) for c in inside for h in c["headings"])
+    assert {h["title"] for c in inside for h in c["headings"]} == {"Lantern cache"}
 
 
 def test_pages_from_before_headings_give_chunks_no_heading(composed_cfg: Callable[..., DictConfig], repo_root: Path) -> None:
