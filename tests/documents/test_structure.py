@@ -51,7 +51,7 @@ def test_typed_option_table_gives_default_range_and_purpose_of_each_option_of_it
         (
             "option_purpose",
             "What does the option --min_size of pveceph pool create do?",
-            "The option --min_size of pveceph pool create specifies the minimum number of available replicas per object to allow I/O.",
+            'The option --min_size of pveceph pool create is described as "Minimum number of available replicas per object to allow I/O".',
         ),
     ]
     records = {r.name: r for r in parse_records(PCT_CREATE)}
@@ -63,8 +63,8 @@ def test_typed_option_table_gives_default_range_and_purpose_of_each_option_of_it
     assert answers["Which values does the option --arch of pct create accept?"] == (
         "The option --arch of pct create takes one of amd64, arm64, armhf, i386, riscv32 or riscv64."
     )
-    assert answers["What does the option --memory of pct create do?"] == "The option --memory of pct create specifies the amount of RAM for the container in MB."
-    assert answers["What does the option --unprivileged of pct create do?"] == "The option --unprivileged of pct create makes the container run as unprivileged user."
+    assert answers["What does the option --memory of pct create do?"] == 'The option --memory of pct create is described as "Amount of RAM for the container in MB".'
+    assert answers["What does the option --unprivileged of pct create do?"] == 'The option --unprivileged of pct create is described as "Makes the container run as unprivileged user".'
     # "(default = 0)" but "For creation, the default is 1": no default question rather than a wrong one
     assert "What is the default value of the option --unprivileged of pct create?" not in answers
 
@@ -76,8 +76,8 @@ def test_a_pdf_row_with_its_description_on_the_same_line_and_a_property_field_un
     assert _qa(text, heading="Options", topic="Proxmox VE") == [
         ("option_default", "What is the default value of the key sockets in Proxmox VE?", "The key sockets in Proxmox VE defaults to 1."),
         ("option_range", "What range of values does the key sockets in Proxmox VE accept?", "The key sockets in Proxmox VE takes an integer of at least 1."),
-        ("option_purpose", "What does the key sockets in Proxmox VE do?", "The key sockets in Proxmox VE specifies the number of CPU sockets."),
-        ("option_purpose", "What does the key size of scsi[n] in Proxmox VE do?", "The key size of scsi[n] in Proxmox VE specifies the disk size."),
+        ("option_purpose", "What does the key sockets in Proxmox VE do?", 'The key sockets in Proxmox VE is described as "The number of CPU sockets".'),
+        ("option_purpose", "What does the key size of scsi[n] in Proxmox VE do?", 'The key size of scsi[n] in Proxmox VE is described as "Disk size".'),
     ]
     assert [r.name for r in parse_records("--min_size <integer> (1 - 7) (default = 2)\nMinimum number of replicas")] == []  # no command: no record
 
@@ -114,13 +114,13 @@ def test_keyword_reference_defaults_choices_and_purpose() -> None:
         (
             "option_purpose",
             "What does the keyword AddressFamily in sshd_config do?",
-            "The keyword AddressFamily in sshd_config specifies which address family should be used by sshd(8).",
+            'The keyword AddressFamily in sshd_config is described as "Specifies which address family should be used by sshd(8)".',
         ),
         ("option_default", "What is the default value of the keyword AllowAgentForwarding in sshd_config?", "The keyword AllowAgentForwarding in sshd_config defaults to yes."),
         (
             "option_purpose",
             "What does the keyword AllowAgentForwarding in sshd_config do?",
-            "The keyword AllowAgentForwarding in sshd_config specifies whether ssh-agent(1) forwarding is permitted.",
+            'The keyword AllowAgentForwarding in sshd_config is described as "Specifies whether ssh-agent(1) forwarding is permitted".',
         ),
     ]
     compression, attempts = parse_records(SSH_CONFIG, topic="ssh_config")
@@ -155,12 +155,12 @@ def test_unit_file_settings_with_defaults_to_sentences() -> None:
         "What is the default value of the setting RemainAfterExit= in systemd.service?": "The setting RemainAfterExit= in systemd.service defaults to no.",
         "Which values does the setting RemainAfterExit= in systemd.service accept?": "The setting RemainAfterExit= in systemd.service takes a boolean value.",
         "What does the setting RemainAfterExit= in systemd.service do?": (
-            "The setting RemainAfterExit= in systemd.service takes a boolean value that specifies whether the service shall be "
-            "considered active even when all its processes exited."
+            'The setting RemainAfterExit= in systemd.service is described as "Takes a boolean value that specifies whether the service shall be '
+            'considered active even when all its processes exited".'
         ),
         "What is the default value of the setting RestartSec= in systemd.service?": "The setting RestartSec= in systemd.service defaults to 100ms.",
         "What does the setting RestartSec= in systemd.service do?": (
-            "The setting RestartSec= in systemd.service configures the time to sleep before restarting a service (as configured with Restart=)."
+            'The setting RestartSec= in systemd.service is described as "Configures the time to sleep before restarting a service (as configured with Restart=)".'
         ),
     }
 
@@ -186,10 +186,10 @@ RSYNC_OPTIONS = """\
 
 def test_man_page_option_summary_lines_take_their_command_from_the_synopsis() -> None:
     assert _qa(RSYNC_SUMMARY) == [
-        ("option_purpose", "What does the option --verbose of rsync do?", "The option --verbose of rsync increases verbosity."),
+        ("option_purpose", "What does the option --verbose of rsync do?", 'The option --verbose of rsync is described as "increase verbosity".'),
         ("option_default", "What is the default value of the option --stderr of rsync?", "The option --stderr of rsync defaults to errors."),
-        ("option_purpose", "What does the option --stderr of rsync do?", "The option --stderr of rsync changes stderr output mode (default: errors)."),
-        ("option_purpose", "What does the option --no-implied-dirs of rsync do?", "The option --no-implied-dirs of rsync does not send implied dirs with --relative."),
+        ("option_purpose", "What does the option --stderr of rsync do?", 'The option --stderr of rsync is described as "change stderr output mode (default: errors)".'),
+        ("option_purpose", "What does the option --no-implied-dirs of rsync do?", "The option --no-implied-dirs of rsync is described as \"don't send implied dirs with --relative\"."),
     ]  # "archive mode is ..." has a verb of its own and "backup suffix (default ~ w/o ...)" no plain default: no question
 
 
@@ -215,9 +215,9 @@ def test_short_options_with_an_argument_and_inline_descriptions() -> None:
         (
             "option_purpose",
             "What does the option -b of ssh do?",
-            "The option -b of ssh uses bind_address on the local machine as the source address of the connection.",
+            'The option -b of ssh is described as "Use bind_address on the local machine as the source address of the connection".',
         ),
-        ("option_purpose", "What does the option -V of ssh do?", "The option -V of ssh displays the version number and exits."),
+        ("option_purpose", "What does the option -V of ssh do?", 'The option -V of ssh is described as "Display the version number and exit".'),
     ]
 
 
@@ -245,7 +245,7 @@ def test_environment_section_terms_are_environment_variables() -> None:
         (
             "env_var",
             "What is the environment variable RSYNC_ICONV used for?",
-            "In rsync, the environment variable RSYNC_ICONV specifies a default --iconv setting using this environment variable.",
+            'In rsync, the environment variable RSYNC_ICONV is described as "Specify a default --iconv setting using this environment variable".',
         ),
     ]
 
@@ -271,12 +271,12 @@ def test_flattened_pdf_tables_of_packages_and_options() -> None:
     assert _qa(DEBREF_PACKAGES) == [
         (
             "table_entry",
-            "What is the package mc?",
+            "What is mc for, according to the list of interesting text-mode program packages?",
             'The package mc is described in the list of interesting text-mode program packages as "A text-mode full-screen file manager".',
         ),
         (
             "table_entry",
-            "What is the package vim-tiny?",
+            "What is vim-tiny for, according to the list of interesting text-mode program packages?",
             (
                 "The package vim-tiny is described in the list of interesting text-mode program packages as "
                 '"Unix text editor Vi IMproved, a programmers text editor (compact version)".'
@@ -285,8 +285,8 @@ def test_flattened_pdf_tables_of_packages_and_options() -> None:
     ]
     assert consumed_lines(DEBREF_PACKAGES) == {1, 2, 3}  # the header, the caption and the prose after it stay
     assert _qa(DEBREF_OPTIONS) == [
-        ("option_purpose", "What does the option -s of aptitude do?", "The option -s of aptitude simulates the result of the command."),
-        ("option_purpose", "What does the option -d of aptitude do?", "The option -d of aptitude downloads only but no install/upgrade."),
+        ("option_purpose", "What does the option -s of aptitude do?", 'The option -s of aptitude is described as "simulate the result of the command".'),
+        ("option_purpose", "What does the option -d of aptitude do?", 'The option -d of aptitude is described as "download only but no install/upgrade".'),
     ]
 
 
@@ -351,7 +351,7 @@ def test_a_range_stated_in_the_description() -> None:
         (
             "option_purpose",
             "What does the setting Nice= in systemd.exec do?",
-            "The setting Nice= in systemd.exec sets the default nice level (scheduling priority) for executed processes.",
+            'The setting Nice= in systemd.exec is described as "Sets the default nice level (scheduling priority) for executed processes".',
         ),
     ]
 
@@ -465,3 +465,29 @@ def test_the_attribution_check_finds_an_option_given_to_the_wrong_command() -> N
     unseen_usage = QM_REFERENCE.replace("qm migrate <vmid> <target>[OPTIONS]", "qm migrate <vmid> {online|offline}")
     wrong = [(record.name, record.owner, usage) for record, usage in attribution_checks(unseen_usage) if record.owner != usage]
     assert ("--force", "qm listsnapshot", "qm migrate") in wrong
+
+
+# two subcommands whose <vmid> argument the reference describes alike (pve-docs qm.1 style)
+GENERIC_ARGUMENT = """\
+qm start <vmid> [OPTIONS]
+Start virtual machine.
+<vmid>: <integer> (100 - 999999999)
+The (unique) ID of the VM.
+--timeout <integer> (0 - N)
+Wait maximal timeout seconds.
+qm stop <vmid> [OPTIONS]
+Stop virtual machine.
+<vmid>: <integer> (100 - 999999999)
+The (unique) ID of the VM.
+--keepActive <boolean> (default = 0)
+Do not deactivate storage volumes.
+"""
+
+
+def test_a_question_whose_answer_is_the_same_for_every_entry_is_not_asked() -> None:
+    kept = unambiguous(structured_facts(GENERIC_ARGUMENT, "", "Proxmox VE", KINDS))
+    asked = {question: fact.sentence for fact in kept for _, question in fact.questions}
+    assert not any("<vmid>" in question and question.startswith("What does") for question in asked)
+    # what differs between the subcommands is asked, in the document's own words
+    assert asked["What does the option --timeout of qm start do?"] == 'The option --timeout of qm start is described as "Wait maximal timeout seconds".'
+    assert asked["What does the option --keepActive of qm stop do?"] == 'The option --keepActive of qm stop is described as "Do not deactivate storage volumes".'

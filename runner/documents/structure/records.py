@@ -54,6 +54,7 @@ class StructuredFact:
     questions: list[tuple[str, str]]  # (kind, question)
     first_line: int
     last_line: int
+    description: str = ""  # what a purpose sentence quotes (the same text under many owners says nothing of one)
 
 
 # --- shared text helpers -------------------------------------------------------------------------

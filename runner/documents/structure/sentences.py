@@ -150,21 +150,24 @@ def _facts(record: Record, wanted: set[str]) -> list[StructuredFact]:
     facts: list[StructuredFact] = []
     reference = _reference(record)
 
-    def add(kind: str, question: str, sentence: str) -> None:
+    def add(kind: str, question: str, sentence: str, description: str = "") -> None:
         if kind in wanted:
-            facts.append(StructuredFact(sentence, record.source_text, record.name, [(kind, question)], record.first_line, record.last_line))
+            facts.append(StructuredFact(sentence, record.source_text, record.name, [(kind, question)], record.first_line, record.last_line, description))
 
+    quoted = f"\"{record.description.rstrip('.')}\""  # the document's own words, not conjugated into a sentence of ours
     if record.kind == "table_row":
         if record.description:
-            where = f" in the {_lower_first(record.owner)}" if record.owner else ""
-            add("table_entry", f"What is the package {record.name}?", f"The package {record.name} is described{where} as \"{record.description.rstrip('.')}\".")
+            # asked in the table's terms: its caption names what the rows are ("the list of text search tools")
+            caption = _lower_first(record.owner) if record.owner else ""
+            question = f"What is {record.name} for, according to the {caption}?" if caption else f"What is the package {record.name} for?"
+            where = f" in the {caption}" if caption else ""
+            add("table_entry", question, f"The package {record.name} is described{where} as {quoted}.")
         return facts
     if record.kind == "env_var":
-        predicate = _predicate(record.description)
         if record.name in record.description.split() or f"${record.name}" in record.description:
             sentence = record.description
-        elif predicate:
-            sentence = f"In {record.owner}, the environment variable {record.name} {predicate}."
+        elif _predicate(record.description):
+            sentence = f"In {record.owner}, the environment variable {record.name} is described as {quoted}."
         else:
             return facts
         add("env_var", f"What is the environment variable {record.name} used for?", sentence)
@@ -176,9 +179,8 @@ def _facts(record: Record, wanted: set[str]) -> list[StructuredFact]:
         numeric = bool(record.low)
         question = f"What range of values does {reference} accept?" if numeric else f"Which values does {reference} accept?"
         add("option_range", question, f"{_subject(record)} takes {range_phrase}.")
-    predicate = _predicate(record.description)
-    if predicate:
-        add("option_purpose", f"What does {reference} do?", f"{_subject(record)} {predicate}.")
+    if _predicate(record.description):  # a description that says what the entry does (not only its type)
+        add("option_purpose", f"What does {reference} do?", f"{_subject(record)} is described as {quoted}.", record.description)
     return facts
 
 
@@ -188,13 +190,25 @@ def structured_facts(text: str, heading: str, topic: str, kinds: Iterable[str]) 
     return [fact for record in parse_records(text, heading, topic) for fact in _facts(record, wanted)]
 
 
+def _normalize_space(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
 def unambiguous(facts: Iterable[StructuredFact]) -> list[StructuredFact]:
     """Facts whose question no other sentence answers differently, each question once.
 
     Two defaults or ranges for one question ("the default of --bwlimit of pct" under two commands) mean
     the owner was not resolved precisely enough: neither answer is safe. Two descriptions of one entry
-    (a summary line and its full paragraph) are both right: the first is kept."""
+    (a summary line and its full paragraph) are both right: the first is kept. An entry described alike under
+    two owners or more (a generic ``<id>`` argument) is not asked about at all."""
     facts = list(facts)
+    # "<vmid>: The (unique) ID of the VM." under every subcommand: a question whose answer is the same for every
+    # entry of a kind teaches nothing about any one of them
+    owners: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for fact in facts:
+        if fact.description:
+            owners[(fact.name, _normalize_space(fact.description))].add(fact.sentence)
+    facts = [f for f in facts if not f.description or len(owners[(f.name, _normalize_space(f.description))]) < 2]
     answers: dict[str, set[str]] = defaultdict(set)
     for fact in facts:
         for _, question in fact.questions:
@@ -205,5 +219,5 @@ def unambiguous(facts: Iterable[StructuredFact]) -> list[StructuredFact]:
         questions = [(k, q) for k, q in fact.questions if (len(answers[q]) == 1 or k == "option_purpose") and q not in seen]
         seen |= {q for _, q in questions}
         if questions:
-            kept.append(StructuredFact(fact.sentence, fact.source_text, fact.name, questions, fact.first_line, fact.last_line))
+            kept.append(StructuredFact(fact.sentence, fact.source_text, fact.name, questions, fact.first_line, fact.last_line, fact.description))
     return kept
